@@ -1,0 +1,1 @@
+"""Everything that reads or writes samples: shards, audio/video/image pipelines, labels, toy data."""

@@ -1,0 +1,112 @@
+"""Multi-step InfoNCE: score the prediction of z_{t+k} made at c_t against the true frame and N negatives.
+
+Negatives are drawn once per position t and shared by all K steps (as in CPC_audio), so the (batch, positions,
+N, dim) gather is made once, not K times; the positive of each step k is then masked out of that shared set, so
+no row ever counts its own positive as a negative. All K steps are scored by two einsums and reduced with
+log-sum-exp in float32, which is safe under fp16/bf16 autocast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from einops import rearrange
+
+POLICIES = ("batch", "same_sequence", "same_speaker")
+
+
+@dataclass
+class InfoNCEConfig:
+    negatives: int = 128  # N per position
+    policy: str = "batch"  # "batch", "same_sequence" or "same_speaker"
+    exclude_positive: bool = True
+    temperature: float = 1.0
+    scale_by_dim: bool = True  # divide scores by the frame dimension (CPC_audio's /256), before the temperature
+
+
+@dataclass
+class InfoNCEOutput:
+    loss: torch.Tensor  # scalar: mean over steps of the per-step mean cross-entropy; ln(N + 1) at chance
+    loss_per_step: torch.Tensor  # (K,)
+    accuracy_per_step: torch.Tensor  # (K,) fraction of rows whose positive outscores every negative
+
+
+def sample_negatives(
+    policy: str,
+    batch: int,
+    frames: int,
+    positions: int,
+    n: int,
+    speakers: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Indices (batch, positions, n) into the flattened (batch * frames) frames, drawn uniformly from the pool
+    the policy allows: any frame of the batch, frames of the same sequence, or frames of same-speaker sequences."""
+    shape = (batch, positions, n)
+    frame = torch.randint(0, frames, shape, generator=generator, device=device)
+    if policy == "batch":
+        sequence = torch.randint(0, batch, shape, generator=generator, device=device)
+    elif policy == "same_sequence":
+        sequence = torch.arange(batch, device=device)[:, None, None].expand(shape)
+    elif policy == "same_speaker":
+        if speakers is None or speakers.shape != (batch,):
+            got = None if speakers is None else tuple(speakers.shape)
+            raise ValueError(f"policy 'same_speaker' needs one speaker id per sequence, shape ({batch},); got {got}")
+        same = (speakers[:, None] == speakers[None, :]).to(device=device, dtype=torch.float)
+        sequence = torch.multinomial(same, positions * n, replacement=True, generator=generator).view(shape)
+    else:
+        raise ValueError(f"unknown negative policy {policy!r}; choose one of {POLICIES}")
+    return sequence * frames + frame
+
+
+def info_nce(
+    pred: torch.Tensor,
+    z: torch.Tensor,
+    negative_idx: torch.Tensor,
+    temperature: float = 1.0,
+    scale_by_dim: bool = True,
+    exclude_positive: bool = True,
+) -> InfoNCEOutput:
+    """pred (B, T, K, D): row [:, t, k-1] predicts z[:, t+k]; z (B, T, D); negative_idx (B, T-K, N) from
+    `sample_negatives`. Positions t = 0 .. T-K-1 (those with all K futures) are scored."""
+    if pred.dim() != 4 or z.dim() != 3 or pred.shape[0] != z.shape[0] or pred.shape[1] != z.shape[1]:
+        raise ValueError(f"info_nce expects pred (B, T, K, D) and z (B, T, D); got {tuple(pred.shape)}, {tuple(z.shape)}")
+    batch, frames, steps, dim = pred.shape
+    if z.shape[2] != dim:
+        raise ValueError(f"prediction dim {dim} differs from frame dim {z.shape[2]}")
+    positions = frames - steps
+    if positions < 1:
+        raise ValueError(f"K = {steps} prediction steps need more than {steps} frames; the sequence has {frames}")
+    if negative_idx.shape[:2] != (batch, positions):
+        raise ValueError(f"negative_idx must be ({batch}, {positions}, N); got {tuple(negative_idx.shape)}")
+
+    pred = pred[:, :positions]
+    # positives[b, p, :, k] = z[b, p + 1 + k]: a strided view, no copy.
+    positives = z[:, 1:].unfold(1, steps, 1)
+    positive_scores = torch.einsum("bpkd,bpdk->bpk", pred, positives)
+    negatives = z.reshape(batch * frames, dim)[negative_idx]  # (B, P, N, D), shared by all K
+    negative_scores = torch.einsum("bpkd,bpnd->bpkn", pred, negatives)
+    if exclude_positive:
+        positive_idx = (
+            torch.arange(batch, device=z.device)[:, None, None] * frames
+            + torch.arange(positions, device=z.device)[None, :, None]
+            + torch.arange(1, steps + 1, device=z.device)[None, None, :]
+        )
+        is_positive = negative_idx[:, :, None, :] == positive_idx[..., None]
+        negative_scores = negative_scores.masked_fill(is_positive, float("-inf"))
+
+    scale = 1.0 / (temperature * (dim if scale_by_dim else 1.0))
+    logits = torch.cat([positive_scores.unsqueeze(-1), negative_scores], dim=-1).float() * scale
+    losses = torch.logsumexp(logits, dim=-1) - logits[..., 0]  # cross-entropy with the positive at index 0
+    correct = logits[..., 0] > logits[..., 1:].amax(dim=-1)
+    loss_per_step = rearrange(losses, "b p k -> k (b p)").mean(dim=1)
+    accuracy_per_step = rearrange(correct.float(), "b p k -> k (b p)").mean(dim=1)
+    return InfoNCEOutput(loss_per_step.mean(), loss_per_step, accuracy_per_step)
+
+
+def chance_loss(negatives: int) -> float:
+    """InfoNCE loss of a model that cannot tell the positive from N negatives: ln(N + 1)."""
+    return math.log(negatives + 1)

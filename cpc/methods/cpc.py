@@ -1,0 +1,126 @@
+"""The CPC objective: multi-step InfoNCE on (g_enc, g_ar, W_k), optionally plus predictive-coding regression."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from cpc.losses.infonce import InfoNCEConfig, chance_loss, info_nce, sample_negatives
+from cpc.losses.predictive import predictive_coding_loss
+from cpc.methods.base import Method
+from cpc.models.cpc import CPCModel, CPCModelConfig, cpc_base_config, cpc_paper_config, cpc_small_config
+
+
+@dataclass
+class CPCConfig:
+    model: CPCModelConfig = field(default_factory=cpc_base_config)
+    infonce: InfoNCEConfig = field(default_factory=InfoNCEConfig)
+    infonce_weight: float = 1.0
+    regression_loss: str = "mse"  # used when model.regression_target is not "none"
+    regression_weight: float = 1.0
+    # Warn when the InfoNCE loss is still within `chance_margin` of ln(N + 1) this many steps into training.
+    chance_check_after: int = 500
+    chance_margin: float = 0.05
+
+
+def cpc_preset(name: str) -> CPCConfig:
+    """Full CPC setups by name: "paper" (Oord et al.), "base" (CPC_audio-like), "small" (tests, CPU demos)."""
+    presets = {
+        "paper": lambda: CPCConfig(model=cpc_paper_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
+        "base": lambda: CPCConfig(model=cpc_base_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
+        "small": lambda: CPCConfig(model=cpc_small_config(), infonce=InfoNCEConfig(negatives=32, policy="batch")),
+    }
+    if name not in presets:
+        raise ValueError(f"unknown CPC preset {name!r}; choose one of {sorted(presets)}")
+    return presets[name]()
+
+
+class ChanceWatch:
+    """Warns once if a loss averaged over a window of steps still sits at its chance level after `after` steps."""
+
+    def __init__(self, chance: float, after: int, margin: float, window: int = 50):
+        self.chance, self.after, self.margin, self.window = chance, after, margin, window
+        self.recent: list[torch.Tensor] = []
+        self.warned = False
+
+    def record(self, loss: torch.Tensor) -> None:
+        if not self.warned:
+            self.recent = (self.recent + [loss.detach()])[-self.window :]
+
+    def check(self, step: int) -> bool:
+        """True (and one warning) the first time the windowed loss is at chance once `step` >= after."""
+        if self.warned or step < self.after or len(self.recent) < self.window:
+            return False
+        mean = torch.stack(self.recent).mean().item()  # one host sync per check, not per step
+        self.recent = []
+        if mean < self.chance - self.margin:
+            return False
+        self.warned = True
+        warnings.warn(
+            f"InfoNCE loss {mean:.3f} is still at chance (ln(N+1) = {self.chance:.3f}) after {step} steps: "
+            "check that inputs are standardised, that scores are scaled (temperature / scale_by_dim) and that "
+            "the learning rate warms up",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return True
+
+
+class CPCMethod(Method):
+    """batch {"wav": (B, samples), optional "speaker": (B,)} -> loss and logs (per-k InfoNCE loss and accuracy)."""
+
+    def __init__(self, config: CPCConfig = CPCConfig()):
+        super().__init__()
+        self.config = config
+        self.model = CPCModel(config.model)
+        self.use_infonce = config.infonce_weight > 0
+        if self.use_infonce and self.model.predictor is None:
+            raise ValueError("infonce_weight > 0 needs prediction heads: set model.predictor.kind, or infonce_weight: 0")
+        if not self.use_infonce and self.model.regressor is None:
+            raise ValueError("nothing to train: infonce_weight is 0 and model.regression_target is 'none'")
+        self.chance = ChanceWatch(
+            chance_loss(config.infonce.negatives), config.chance_check_after, config.chance_margin
+        )
+
+    def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        wav = batch["wav"]
+        if wav.dim() != 2:
+            raise ValueError(f"batch['wav'] must be (batch, samples); got shape {tuple(wav.shape)}")
+        if wav.shape[1] < self.model.min_training_samples():
+            raise ValueError(
+                f"K = {self.model.steps} prediction steps need at least {self.model.min_training_samples()} samples "
+                f"({self.model.steps + 1} frames of {self.model.hop}); got {wav.shape[1]}"
+            )
+        out = self.model(wav)
+        loss = wav.new_zeros(())
+        logs: dict[str, torch.Tensor] = {}
+        if self.use_infonce:
+            z = out["z"]
+            cfg = self.config.infonce
+            negative_idx = sample_negatives(
+                cfg.policy, z.shape[0], z.shape[1], z.shape[1] - self.model.steps, cfg.negatives,
+                speakers=batch.get("speaker"), device=z.device,
+            )
+            nce = info_nce(out["pred"], z, negative_idx, cfg.temperature, cfg.scale_by_dim, cfg.exclude_positive)
+            loss = loss + self.config.infonce_weight * nce.loss
+            self.chance.record(nce.loss)
+            logs["infonce"] = nce.loss.detach()
+            logs["accuracy"] = nce.accuracy_per_step.mean().detach()
+            for k, (step_loss, step_acc) in enumerate(zip(nce.loss_per_step, nce.accuracy_per_step), start=1):
+                logs[f"loss_k{k}"] = step_loss.detach()
+                logs[f"accuracy_k{k}"] = step_acc.detach()
+        if self.model.regressor is not None:
+            regression, _ = predictive_coding_loss(
+                out["regression"], out["regression_target"], self.config.regression_loss
+            )
+            loss = loss + self.config.regression_weight * regression
+            logs["regression"] = regression.detach()
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def on_after_step(self, step: int) -> None:
+        if self.use_infonce:
+            self.chance.check(step)

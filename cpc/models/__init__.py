@@ -1,0 +1,15 @@
+"""nn.Modules only: encoders g_enc, autoregressive models g_ar, prediction heads and the CPC model."""
+
+from cpc.models.autoregressive import AutoregressiveConfig, build_autoregressive
+from cpc.models.cpc import (
+    CPCModel,
+    CPCModelConfig,
+    cpc_base,
+    cpc_base_config,
+    cpc_paper,
+    cpc_paper_config,
+    cpc_small,
+    cpc_small_config,
+)
+from cpc.models.encoders import ConvEncoder, ConvEncoderConfig, LogMelFrames, standardize
+from cpc.models.heads import PredictionHeads, PredictorConfig

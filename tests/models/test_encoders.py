@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from cpc.models.encoders import ConvEncoder, ConvEncoderConfig, LogMelFrames, receptive_field, standardize
+
+
+@pytest.mark.parametrize("samples", [160, 319, 320, 1000, 16000, 20480, 20479, 20639])
+def test_frame_count_is_samples_floor_hop(samples):
+    encoder = ConvEncoder(ConvEncoderConfig(channels=8, norm="none"))
+    out = encoder(torch.randn(2, samples))
+    assert out.shape == (2, samples // 160, 8)
+    assert encoder.num_frames(samples) == samples // 160
+
+
+def test_published_geometry():
+    encoder = ConvEncoder(ConvEncoderConfig(channels=8))
+    assert encoder.hop == 160
+    assert encoder.field == receptive_field((10, 8, 4, 4, 4), (5, 4, 2, 2, 2)) == 465
+    assert encoder(torch.randn(1, 20480)).shape[1] == 128
+
+
+def test_frame_is_centred_on_its_own_hop():
+    # A click at sample s must influence frame s // 160 the most (the frame whose window holds it).
+    encoder = ConvEncoder(ConvEncoderConfig(channels=16, norm="none")).eval()
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.abs_()  # positive weights: the response to a click spreads symmetrically over the receptive field
+        base = encoder(torch.zeros(1, 4000))
+        for s in (1000, 1040, 1119, 2000):
+            wav = torch.zeros(1, 4000)
+            wav[0, s] = 1.0
+            delta = (encoder(wav) - base).abs().sum(-1)[0]
+            assert abs(int(delta.argmax()) - s // 160) <= 1
+
+
+@pytest.mark.parametrize("norm", ["channel", "batch", "instance", "none"])
+def test_norms_build_and_run(norm):
+    encoder = ConvEncoder(ConvEncoderConfig(channels=8, norm=norm))
+    assert encoder(torch.randn(3, 3200)).shape == (3, 20, 8)
+
+
+def test_channel_norm_normalises_each_frame():
+    encoder = ConvEncoder(ConvEncoderConfig(channels=32, norm="channel", kernels=(10,), strides=(5,)))
+    x = torch.randn(2, 1, 500)
+    normed = encoder.layers[1](encoder.layers[0](x))  # conv then channel norm, before ReLU
+    assert torch.allclose(normed.mean(dim=1), torch.zeros(2, normed.shape[2]), atol=1e-5)
+    assert torch.allclose(normed.var(dim=1, unbiased=False), torch.ones(2, normed.shape[2]), atol=1e-3)
+
+
+def test_bad_inputs_raise_clear_errors():
+    encoder = ConvEncoder(ConvEncoderConfig(channels=8))
+    with pytest.raises(ValueError, match=r"\(batch, samples\).*\(2, 1, 3200\)"):
+        encoder(torch.randn(2, 1, 3200))
+    with pytest.raises(ValueError, match="at least 160 samples"):
+        encoder(torch.randn(2, 100))
+    with pytest.raises(ValueError, match="unknown encoder norm 'group'"):
+        ConvEncoder(ConvEncoderConfig(norm="group"))
+    with pytest.raises(ValueError, match="same length"):
+        ConvEncoder(ConvEncoderConfig(kernels=(10, 8), strides=(5,)))
+
+
+def test_standardize():
+    wav = 3.0 + 0.01 * torch.randn(4, 5000)
+    out = standardize(wav)
+    assert torch.allclose(out.mean(-1), torch.zeros(4), atol=1e-4)
+    assert torch.allclose(out.std(-1, unbiased=False), torch.ones(4), atol=1e-3)
+
+
+@pytest.mark.parametrize("samples", [400, 16000, 20479])
+def test_logmel_frames_align_with_encoder(samples):
+    assert LogMelFrames(n_mels=40)(torch.randn(2, samples)).shape == (2, samples // 160, 40)
