@@ -27,24 +27,24 @@ NORMS = ("channel", "batch", "instance", "none")
 
 
 class ChannelNorm(nn.Module):
-    """LayerNorm over channels of each frame, for (batch, channels, time) tensors, with a learnable affine."""
+    """LayerNorm over the channels of each frame, with a learnable affine, for (batch, channels, 1, time) tensors
+    in channels_last memory: the permuted view is contiguous, so the fused kernel runs with no copy."""
 
     def __init__(self, channels: int, eps: float = 1e-5):
         super().__init__()
         self.norm = nn.LayerNorm(channels, eps=eps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # layer_norm wants the normalised dim last; the fused kernel beats a hand-written mean/var over dim 1.
-        return self.norm(x.transpose(1, 2)).transpose(1, 2)
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
 
 
 def make_norm(kind: str, channels: int) -> nn.Module:
     if kind == "channel":
         return ChannelNorm(channels)
     if kind == "batch":
-        return nn.BatchNorm1d(channels)
-    if kind == "instance":
-        return nn.InstanceNorm1d(channels, affine=True)
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":  # over time, per channel: the height axis has size 1
+        return nn.InstanceNorm2d(channels, affine=True)
     if kind == "none":
         return nn.Identity()
     raise ValueError(f"unknown encoder norm {kind!r}; choose one of {NORMS}")
@@ -75,16 +75,20 @@ class ConvEncoder(nn.Module):
         pad = self.field - self.hop
         self.pad_left = (self.field - self.hop) // 2
         self.pad_right = pad - self.pad_left
+        # 1-D convolutions run as (1, k) Conv2d over (batch, channels, 1, time) in channels_last memory: oneDNN
+        # (and cuDNN) are fastest in that layout, the channel norm needs no transposes, and the output is already
+        # (batch, time, channels). Measured on 2 CPU cores, 256 channels, forward + backward of 8 x 20480 samples:
+        # 371 ms vs 559 ms with Conv1d + channel norm, 284 ms vs 364 ms with BatchNorm.
         layers: list[nn.Module] = []
         in_channels = 1
         for kernel, stride in zip(config.kernels, config.strides):
             layers += [
-                nn.Conv1d(in_channels, config.channels, kernel, stride, bias=config.norm == "none"),
+                nn.Conv2d(in_channels, config.channels, (1, kernel), (1, stride), bias=config.norm == "none"),
                 make_norm(config.norm, config.channels),
                 nn.ReLU(inplace=True),
             ]
             in_channels = config.channels
-        self.layers = nn.Sequential(*layers)
+        self.layers = nn.Sequential(*layers).to(memory_format=torch.channels_last)
         self.dim = config.channels
 
     def num_frames(self, samples: int) -> int:
@@ -97,12 +101,12 @@ class ConvEncoder(nn.Module):
             raise ValueError(f"ConvEncoder expects a waveform of shape (batch, samples); got shape {tuple(wav.shape)}")
         if wav.shape[1] < self.hop:
             raise ValueError(f"ConvEncoder needs at least {self.hop} samples (one frame); got {wav.shape[1]}")
-        x = nn.functional.pad(wav.unsqueeze(1), (self.pad_left, self.pad_right))
-        return self.encode_padded(x)
+        return self.encode_padded(nn.functional.pad(wav, (self.pad_left, self.pad_right)))
 
-    def encode_padded(self, x: torch.Tensor) -> torch.Tensor:
-        """(batch, 1, samples already padded or carrying real context) -> (batch, frames, channels)."""
-        return self.layers(x).transpose(1, 2)
+    def encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
+        """(batch, samples already padded, or carrying real context) -> (batch, frames, channels)."""
+        x = self.layers(wav[:, None, None, :])  # (batch, channels, 1, frames), channels_last
+        return x.permute(0, 2, 3, 1).squeeze(1)
 
 
 def standardize(wav: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -41,10 +41,16 @@ def test_norms_build_and_run(norm):
 
 def test_channel_norm_normalises_each_frame():
     encoder = ConvEncoder(ConvEncoderConfig(channels=32, norm="channel", kernels=(10,), strides=(5,)))
-    x = torch.randn(2, 1, 500)
+    x = torch.randn(2, 1, 1, 500).contiguous(memory_format=torch.channels_last)
     normed = encoder.layers[1](encoder.layers[0](x))  # conv then channel norm, before ReLU
-    assert torch.allclose(normed.mean(dim=1), torch.zeros(2, normed.shape[2]), atol=1e-5)
-    assert torch.allclose(normed.var(dim=1, unbiased=False), torch.ones(2, normed.shape[2]), atol=1e-3)
+    assert normed.shape == (2, 32, 1, 99)
+    assert torch.allclose(normed.mean(dim=1), torch.zeros(2, 1, 99), atol=1e-5)
+    assert torch.allclose(normed.var(dim=1, unbiased=False), torch.ones(2, 1, 99), atol=1e-3)
+
+
+def test_output_is_contiguous_batch_time_channels():
+    out = ConvEncoder(ConvEncoderConfig(channels=8))(torch.randn(2, 3200))
+    assert out.is_contiguous()
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -1,0 +1,96 @@
+"""Benchmark one full CPC training step (forward, backward, Adam): audio-seconds per second, ms per step, peak RSS.
+
+Each configuration runs in a fresh subprocess so its peak RSS is its own. Defaults follow the issue's protocol:
+batch 8 x 20480 samples, K = 12, N = 128 batch negatives, 2 threads.
+
+    python tools/bench_train.py                      # the three configurations, fp32
+    python tools/bench_train.py --bf16               # the same under CPU bf16 autocast
+    python tools/bench_train.py --only base --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    # name: (preset, changes to the model config)
+    "paper": ("paper", {}),
+    "base": ("base", {}),
+    "linear256": ("base", {"norm": "batch", "predictor": "linear"}),  # CPC_audio's 256-ch linear-head setup
+}
+
+
+def run_one(name: str, steps: int, warmup: int, batch: int, samples: int, threads: int, bf16: bool) -> dict:
+    import torch
+
+    from cpc.methods import CPCMethod, cpc_preset
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    preset, changes = CONFIGS[name]
+    config = cpc_preset(preset)
+    if "norm" in changes:
+        config.model.encoder.norm = changes["norm"]
+    if "predictor" in changes:
+        config.model.predictor.kind = changes["predictor"]
+    method = CPCMethod(config)
+    optimiser = torch.optim.Adam(method.parameters(), lr=2e-4)
+    wav = torch.randn(batch, samples)
+    losses, times = [], []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss, _ = method.training_step({"wav": wav})
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+            losses.append(loss.item())
+    step_s = sorted(times)[len(times) // 2]  # median: robust to a noisy neighbour
+    return {
+        "config": name,
+        "params_M": sum(p.numel() for p in method.parameters()) / 1e6,
+        "ms_per_step": 1000 * step_s,
+        "audio_s_per_s": batch * samples / 16000 / step_s,
+        "peak_rss_GB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6,
+        "mean_loss": sum(losses) / len(losses),
+        "bf16": bf16,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=sorted(CONFIGS), action="append")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--samples", type=int, default=20480)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="CPU bf16 autocast")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        result = run_one(args.child, args.steps, args.warmup, args.batch, args.samples, args.threads, args.bf16)
+        print(json.dumps(result))
+        return
+    print(f"batch {args.batch} x {args.samples} samples, K=12, N=128, {args.threads} threads, "
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}, median of {args.steps} steps")
+    print(f"{'config':<10} {'params':>8} {'ms/step':>9} {'audio-s/s':>10} {'peak RSS':>9} {'loss':>7}")
+    for name in args.only or CONFIGS:
+        command = [sys.executable, __file__, "--child", name] + [
+            f"--{k}={v}" for k, v in (("steps", args.steps), ("warmup", args.warmup), ("batch", args.batch),
+                                      ("samples", args.samples), ("threads", args.threads))
+        ] + (["--bf16"] if args.bf16 else [])
+        r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        print(f"{name:<10} {r['params_M']:>7.1f}M {r['ms_per_step']:>9.0f} {r['audio_s_per_s']:>10.1f} "
+              f"{r['peak_rss_GB']:>8.2f}G {r['mean_loss']:>7.3f}")
+
+
+if __name__ == "__main__":
+    main()
