@@ -91,10 +91,11 @@ def info_nce(
     if negative_idx.shape[:2] != (batch, positions):
         raise ValueError(f"negative_idx must be ({batch}, {positions}, N); got {tuple(negative_idx.shape)}")
 
-    pred = pred[:, :positions]
+    pred = pred[:, :positions].contiguous()  # one copy, shared by the positive and negative scores and by backward
     # positives[b, p, :, k] = z[b, p + 1 + k]: a strided view, no copy.
     positives = z[:, 1:].unfold(1, steps, 1)
-    positive_scores = torch.einsum("bpkd,bpdk->bpk", pred, positives)
+    # Multiply-and-sum rather than einsum: a batched matmul would copy the strided view and keep the copy for backward.
+    positive_scores = (pred * positives.transpose(2, 3)).sum(dim=-1)
     negative_scores = score_negatives(pred, z.reshape(batch * frames, dim), negative_idx, strategy)
     positive_idx = (
         torch.arange(batch, device=z.device)[:, None, None] * frames
@@ -117,30 +118,42 @@ def info_nce(
 
 
 class DenseGatheredScores(torch.autograd.Function):
-    """scores[b, p, k, n] = pred[b, p, k] . frames[idx[b, p, n]], computed as one GEMM against every frame.
+    """scores[b, p, k, n] = pred[b, p, k] . frames[idx[b, p, n]], computed by GEMMs against every frame.
 
-    Autograd's own gather would keep the whole (B, P, K, pool) score matrix alive for backward and allocate two
-    more of its size there; this keeps only pred, frames and the indices, and uses one scratch matrix in backward.
+    The (B*P*K, pool) score matrix is built in row blocks of at most `BLOCK_ELEMENTS` and never kept: autograd's
+    own gather would keep all of it alive for backward and allocate two more of its size there.
     """
 
     @staticmethod
     def forward(ctx, pred, frames, negative_idx):
-        rows = pred.reshape(-1, pred.shape[-1])  # (B*P*K, D); plain 2-D GEMMs need no transposed copies
-        ctx.save_for_backward(rows, frames, negative_idx)
+        rows = pred.reshape(-1, pred.shape[-1])  # (B*P*K, D)
+        index = negative_idx[:, :, None, :].expand(*pred.shape[:3], -1).reshape(rows.shape[0], -1)
+        ctx.save_for_backward(rows, frames, index)
         ctx.pred_shape = pred.shape
-        every = (rows @ frames.T).view(*pred.shape[:3], frames.shape[0])
-        return every.gather(3, negative_idx[:, :, None, :].expand(*pred.shape[:3], -1))
+        blocks = [torch.gather(rows[b] @ frames.T, 1, index[b]) for b in row_blocks(rows.shape[0], frames.shape[0])]
+        return torch.cat(blocks).view(*pred.shape[:3], -1)
 
     @staticmethod
     def backward(ctx, grad_scores):
-        rows, frames, negative_idx = ctx.saved_tensors
-        shape = ctx.pred_shape
-        index = negative_idx[:, :, None, :].expand(*shape[:3], -1)
-        grad_every = grad_scores.new_zeros(*shape[:3], frames.shape[0]).scatter_add_(3, index, grad_scores)
-        grad_every = grad_every.view(rows.shape[0], frames.shape[0])
-        grad_pred = (grad_every @ frames.to(grad_every.dtype)).view(shape)
-        grad_frames = grad_every.T @ rows.to(grad_every.dtype)
-        return grad_pred.to(rows.dtype), grad_frames.to(frames.dtype), None
+        rows, frames, index = ctx.saved_tensors
+        grad_scores = grad_scores.reshape(index.shape)
+        frames_ = frames.to(grad_scores.dtype)
+        grad_rows = torch.empty_like(rows, dtype=grad_scores.dtype)
+        grad_frames = torch.zeros_like(frames, dtype=grad_scores.dtype)
+        for block in row_blocks(rows.shape[0], frames.shape[0]):
+            grad_every = grad_scores.new_zeros(index[block].shape[0], frames.shape[0])
+            grad_every.scatter_add_(1, index[block], grad_scores[block])
+            torch.mm(grad_every, frames_, out=grad_rows[block])
+            grad_frames.addmm_(grad_every.T, rows[block].to(grad_every.dtype))
+        return grad_rows.view(ctx.pred_shape).to(rows.dtype), grad_frames.to(frames.dtype), None
+
+
+BLOCK_ELEMENTS = 1 << 21  # 8 MB of fp32 scores at a time: small enough to stay out of the peak, GEMMs stay large
+
+
+def row_blocks(rows: int, pool: int) -> list[slice]:
+    step = max(1, BLOCK_ELEMENTS // pool)
+    return [slice(start, start + step) for start in range(0, rows, step)]
 
 
 def score_negatives(pred: torch.Tensor, frames: torch.Tensor, negative_idx: torch.Tensor, strategy: str) -> torch.Tensor:

@@ -98,9 +98,13 @@ def cpc_base_config() -> CPCModelConfig:
 
 
 def cpc_small_config() -> CPCModelConfig:
-    """A small model for tests and CPU demos: 64 channels, channel norm, GRU 64, K = 4."""
+    """A small model for tests and CPU demos: 64 channels, BatchNorm, GRU 64, K = 4.
+
+    BatchNorm, not channel norm: on CPU-demo learning rates (1e-3) the per-frame channel norm let the small model
+    collapse to one constant frame (loss exactly ln(N + 1)) within 100 steps; BatchNorm cannot output a constant.
+    """
     return CPCModelConfig(
-        encoder=ConvEncoderConfig(channels=64, norm="channel"),
+        encoder=ConvEncoderConfig(channels=64, norm="batch"),
         ar=AutoregressiveConfig(kind="gru", dim=64),
         predictor=PredictorConfig(kind="linear", steps=4),
     )
