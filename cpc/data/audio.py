@@ -1,0 +1,82 @@
+"""The audio stream: FLAC/WAV shards -> decoded mono 16 kHz -> fixed-length windows -> batches.
+
+    stream = audio_stream(AudioDataConfig(shards="data/shards"), train=True)
+    batch = next(iter(loader(stream)))   # {"wav": (8, 20480), "speaker": (8,), "labels": (8, 128)?, ...}
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+from cpc.data.shards import resolve_shards
+from cpc.data.stages import SkipCounter, Stream
+
+AUDIO_FIELDS = ("flac", "wav", "ogg")
+
+
+@dataclass
+class AudioDataConfig:
+    shards: str = ""  # index.json, a folder with one, a brace pattern or URL
+    batch_size: int = 8
+    window: int = 20480  # samples; a multiple of hop
+    hop: int = 160  # samples per label frame
+    sample_rate: int = 16000
+    group: str | None = None  # None, "speaker" (CPC same-speaker batches) or "sequence"
+    shuffle_samples: int = 100  # compressed samples shuffled before decoding
+    shuffle_windows: int = 1000
+    num_workers: int = 0
+    seed: int = 0
+
+
+def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int = 16000) -> dict[str, Any] | None:
+    """One shard sample -> {"key", "wav" float32 (samples,), "speaker", "utterance", "labels" int16 or None}."""
+    key = sample["__key__"]
+    field = next((f for f in AUDIO_FIELDS if f in sample), None)
+    if field is None:
+        skips.skip("no audio file in sample", key)
+        return None
+    try:
+        audio, rate = sf.read(io.BytesIO(sample[field]), dtype="float32", always_2d=True)
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        labels = np.load(io.BytesIO(sample["labels.npy"])) if "labels.npy" in sample else None
+    except Exception:  # a corrupt sample must never stop a long run: count it and go on
+        skips.skip("unreadable audio or metadata", key)
+        return None
+    if rate != sample_rate:
+        skips.skip(f"sample rate {rate} Hz, expected {sample_rate}", key)
+        return None
+    return {
+        "key": key,
+        "wav": audio.mean(axis=1),
+        "speaker": str(meta.get("speaker", "")),
+        "utterance": meta.get("utterance", key),
+        "labels": labels,
+    }
+
+
+def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: bool = True) -> Stream:
+    """Training: endless shuffled windows. Evaluation (train=False): each sample once across ranks and workers,
+    windows from offset 0, or whole utterances (padded, with "lengths") when windows=False."""
+    if config.window % config.hop:
+        raise ValueError(f"window {config.window} must be a multiple of hop {config.hop} so labels stay aligned")
+    return Stream(
+        resolve_shards(config.shards),
+        functools.partial(decode_audio, sample_rate=config.sample_rate),
+        field="wav",
+        batch_size=config.batch_size,
+        train=train,
+        window=config.window if windows else None,
+        quantum=config.hop,
+        group=config.group,
+        shuffle_samples=config.shuffle_samples,
+        shuffle_items=config.shuffle_windows,
+        seed=config.seed,
+        start=start,
+    )

@@ -1,0 +1,258 @@
+"""Writing WebDataset shards (FLAC audio + JSON metadata + frame labels) and the index beside them; resolving
+a shard specification (index file, folder, brace pattern or URL list) back into shard URLs.
+
+The index (`index.json`) records per shard the sample count and total duration, so training can size epochs and
+probes can report coverage without reading any audio.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import soundfile as sf
+import webdataset as wds
+
+INDEX_NAME = "index.json"
+INDEX_FORMAT = "cpc-shards/1"
+HOP = 160  # samples per 10 ms label frame at 16 kHz
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
+
+
+@dataclass
+class AudioItem:
+    """One recording to shard: where it is, whose voice, and optional extra metadata fields."""
+
+    path: str
+    speaker: str = ""
+    key: str = ""  # unique and dot-free; derived from the path when empty
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def safe_key(text: str) -> str:
+    """A WebDataset key: no dots (webdataset splits keys at the first dot) and no path separators."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", text)
+
+
+def items_from_folder(root: str | os.PathLike, speaker_level: int = 1) -> list[AudioItem]:
+    """Every audio file under `root` (sorted); speaker = the name of the folder `speaker_level` levels up."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"audio folder {root} does not exist")
+    items = []
+    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
+        relative = path.relative_to(root)
+        parents = relative.parents
+        speaker = parents[speaker_level - 1].name if 0 < speaker_level <= len(parents) - 1 else ""
+        items.append(AudioItem(str(path), speaker, safe_key(str(relative.with_suffix("")))))
+    if not items:
+        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+    return items
+
+
+def items_from_manifest(path: str | os.PathLike) -> list[AudioItem]:
+    """A TSV with a header row: `path` and `speaker` columns required, any other columns kept as metadata.
+    Relative paths are taken relative to the manifest's folder."""
+    path = Path(path)
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise ValueError(f"manifest {path} is empty")
+    header = lines[0].split("\t")
+    missing = {"path", "speaker"} - set(header)
+    if missing:
+        raise ValueError(f"manifest {path}: header {header} lacks column(s) {sorted(missing)}")
+    items = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        values = line.split("\t")
+        if len(values) != len(header):
+            raise ValueError(f"manifest {path} line {number}: {len(values)} fields, header has {len(header)}")
+        row = dict(zip(header, values))
+        audio = Path(row.pop("path"))
+        audio = audio if audio.is_absolute() else path.parent / audio
+        speaker = row.pop("speaker")
+        key = safe_key(row.pop("key", "") or audio.stem)
+        items.append(AudioItem(str(audio), speaker, key, row))
+    return items
+
+
+def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The CPC phone-probe format (`converted_aligned_phones.txt`): `utt_id label label ...`, one label per 10 ms."""
+    alignments = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            alignments[safe_key(parts[0])] = np.asarray([int(v) for v in parts[1:]], dtype=np.int16)
+        except ValueError as error:
+            raise ValueError(f"{path} line {number}: labels must be integers ({error})") from None
+    return alignments
+
+
+def fit_labels(labels: np.ndarray, frames: int, key: str, tolerance: int = 1) -> np.ndarray:
+    """Labels trimmed or edge-padded to exactly `frames`; a mismatch beyond `tolerance` frames is an error."""
+    if abs(len(labels) - frames) > tolerance:
+        raise ValueError(f"{key}: {len(labels)} frame labels for {frames} frames of audio (tolerance {tolerance})")
+    if len(labels) >= frames:
+        return labels[:frames]
+    return np.concatenate([labels, np.full(frames - len(labels), labels[-1], dtype=labels.dtype)])
+
+
+def load_audio(path: str, sample_rate: int) -> np.ndarray:
+    """Any file soundfile reads -> float32 mono at `sample_rate` (down-mixed, resampled with torchaudio)."""
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
+        raise ValueError(f"cannot read audio {path}: {error}") from None
+    mono = audio.mean(axis=1)
+    if rate != sample_rate:
+        import torch
+        import torchaudio.functional
+
+        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, sample_rate).numpy()
+    return mono
+
+
+def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, np.clip(audio, -1.0, 1.0), sample_rate, format="FLAC", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def audio_samples(
+    items: Iterable[AudioItem],
+    sample_rate: int = 16000,
+    max_seconds: float = 30.0,
+    alignments: dict[str, np.ndarray] | None = None,
+    errors: dict[str, list[str]] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """WebDataset samples for `items`: recordings cut into pieces of at most `max_seconds` (at 10 ms boundaries),
+    FLAC-encoded, with `.json` metadata and, when `alignments` has the key, int16 `.labels.npy` frame labels.
+    Unreadable files and label mismatches are recorded in `errors` (reason -> keys) and skipped."""
+    errors = {} if errors is None else errors
+    hop = sample_rate // 100
+    piece = max(hop, int(max_seconds * sample_rate) // hop * hop)
+    for item in items:
+        key = item.key or safe_key(Path(item.path).stem)
+        try:
+            audio = load_audio(item.path, sample_rate)
+        except ValueError as error:
+            errors.setdefault("unreadable audio", []).append(str(error))
+            continue
+        labels = None
+        if alignments is not None:
+            if key not in alignments:
+                errors.setdefault("no alignment (written without labels)", []).append(key)
+            else:
+                try:
+                    labels = fit_labels(alignments[key], len(audio) // hop, key)
+                except ValueError as error:
+                    errors.setdefault("label/frame count mismatch", []).append(str(error))
+                    continue
+        pieces = max(1, -(-len(audio) // piece))
+        for index in range(pieces):
+            start = index * piece
+            chunk = audio[start : start + piece]
+            sample_key = key if pieces == 1 else f"{key}_p{index:03d}"
+            meta = {
+                "sample_rate": sample_rate,
+                "num_samples": len(chunk),
+                "speaker": item.speaker,
+                "source": item.path,
+                "utterance": key,
+                "offset_samples": start,
+                **item.fields,
+            }
+            sample = {"__key__": sample_key, "flac": encode_flac(chunk, sample_rate), "json": json.dumps(meta).encode()}
+            if labels is not None:
+                sample["labels.npy"] = npy_bytes(labels[start // hop : (start + len(chunk)) // hop])
+            yield sample
+
+
+def write_shards(
+    samples: Iterable[dict[str, Any]],
+    pattern: str,
+    max_bytes: float = 500e6,
+    max_count: int = 1_000_000,
+    index_path: str | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write samples with webdataset's ShardWriter (local path or any URL it can write, e.g. `pipe:...`) and the
+    index: per shard its sample count and seconds of audio (from each sample's json `num_samples`)."""
+    from tqdm import tqdm
+
+    if "%" not in pattern:
+        raise ValueError(f"shard pattern {pattern!r} needs a %-format for the shard number, e.g. shard-%06d.tar")
+    local_dir = None if "://" in pattern or pattern.startswith("pipe:") else Path(pattern).parent
+    if local_dir is not None:
+        local_dir.mkdir(parents=True, exist_ok=True)
+    shards: dict[str, dict[str, Any]] = {}
+    keys: set[str] = set()
+    with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0) as writer:
+        for sample in tqdm(samples, desc="writing shards", unit="sample", disable=not progress):
+            if sample["__key__"] in keys:
+                raise ValueError(f"duplicate sample key {sample['__key__']!r}: keys must be unique")
+            keys.add(sample["__key__"])
+            writer.write(sample)
+            meta = json.loads(sample["json"])
+            entry = shards.setdefault(writer.fname, {"samples": 0, "seconds": 0.0})
+            entry["samples"] += 1
+            entry["seconds"] += meta.get("num_samples", 0) / meta.get("sample_rate", 1)
+    index = {
+        "format": INDEX_FORMAT,
+        "shards": [
+            {"url": Path(name).name if local_dir is not None else name, **entry} for name, entry in shards.items()
+        ],
+        "samples": sum(e["samples"] for e in shards.values()),
+        "seconds": sum(e["seconds"] for e in shards.values()),
+    }
+    if index_path is None and local_dir is not None:
+        index_path = str(local_dir / INDEX_NAME)
+    if index_path is not None:
+        with wds.gopen(index_path, "wb") as stream:
+            stream.write(json.dumps(index, indent=1).encode())
+    return index
+
+
+def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
+    """Shard URLs from: a list of URLs, an index.json, a folder holding one, or a brace pattern / single URL.
+    Local paths are checked up front so a typo fails at start, not in a worker."""
+    if isinstance(spec, (list, tuple)):
+        urls = [str(u) for u in spec]
+    else:
+        spec = str(spec)
+        path = Path(spec)
+        if path.is_dir():
+            if not (path / INDEX_NAME).exists():
+                raise FileNotFoundError(f"shard folder {path} has no {INDEX_NAME}; pass the shard files instead")
+            path = path / INDEX_NAME
+        if path.name.endswith(".json") and path.exists():
+            index = json.loads(path.read_text())
+            if index.get("format") != INDEX_FORMAT:
+                raise ValueError(f"{path} is not a cpc shard index (format {index.get('format')!r})")
+            urls = [u["url"] if "://" in u["url"] or u["url"].startswith(("/", "pipe:")) else str(path.parent / u["url"])
+                    for u in index["shards"]]
+        else:
+            import braceexpand
+
+            urls = list(braceexpand.braceexpand(spec))
+    if not urls:
+        raise ValueError(f"no shards in {spec!r}")
+    missing = [u for u in urls if "://" not in u and not u.startswith("pipe:") and not Path(u).exists()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} shard(s) not found, first: {missing[0]}")
+    return urls

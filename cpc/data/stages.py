@@ -1,0 +1,246 @@
+"""Pipeline stages shared by the audio, video and image streams: shard source and rank/worker split, sample
+expansion with skip counting, shuffling, fixed-length windows, batching. Each stage is a small generator
+function over an iterator, so a user can rearrange them.
+
+Randomness is explicit: every stage draws from one `random.Random` made inside the worker from
+(seed, rank, worker, start), so a stream restarted with the same start reproduces itself exactly and no two
+workers or ranks share draws.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from collections import Counter, defaultdict
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+import webdataset as wds
+
+
+def stream_position() -> tuple[int, int, int, int]:
+    """(rank, world_size, worker, num_workers) of the calling process: torch.distributed when initialised,
+    else the RANK / WORLD_SIZE variables torchrun sets, else a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    else:
+        rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    info = torch.utils.data.get_worker_info()
+    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    return rank, world, worker, workers
+
+
+def stream_rng(seed: int, start: int) -> random.Random:
+    rank, _, worker, _ = stream_position()
+    return random.Random(f"{seed}/{rank}/{worker}/{start}")  # str seeds hash the same in every process
+
+
+class SkipCounter:
+    """Counts skipped samples by reason, keeping the first few keys. Lives in the worker; `drain()` hands the
+    counts since the last drain to the batch, so they reach the main process through the data itself."""
+
+    def __init__(self, keep: int = 5):
+        self.keep = keep
+        self.counts: Counter = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+
+    def skip(self, reason: str, key: str) -> None:
+        self.counts[reason] += 1
+        if len(self.examples[reason]) < self.keep:
+            self.examples[reason].append(key)
+
+    def handler(self, error: Exception) -> bool:
+        """A webdataset error handler: count the error and continue."""
+        where = next((str(a) for a in reversed(error.args) if isinstance(a, str) and ("/" in a or ":" in a)), "?")
+        self.skip(f"unreadable shard data ({type(error).__name__})", where)
+        return True
+
+    def drain(self) -> dict[str, tuple[int, list[str]]]:
+        drained = {reason: (n, list(self.examples[reason])) for reason, n in self.counts.items()}
+        self.counts.clear()
+        self.examples.clear()
+        return drained
+
+    def merge(self, drained: dict[str, tuple[int, list[str]]]) -> None:
+        for reason, (n, keys) in drained.items():
+            self.counts[reason] += n
+            self.examples[reason].extend(keys[: self.keep - len(self.examples[reason])])
+
+    def report(self) -> str:
+        if not self.counts:
+            return "no samples skipped"
+        return "; ".join(
+            f"{n} {reason} (e.g. {', '.join(self.examples[reason])})" for reason, n in self.counts.most_common()
+        )
+
+
+def shard_urls(urls: list[str], train: bool, rng: random.Random) -> Iterator[str]:
+    """Training: an endless random draw of shards (every rank and worker streams forever, so step counts match
+    on every rank whatever the shard sizes). Evaluation: each shard exactly once across ranks and workers."""
+    rank, world, worker, workers = stream_position()
+    if train:
+        while True:
+            yield rng.choice(urls)
+    else:
+        yield from urls[rank::world][worker::workers]
+
+
+def raw_samples(urls: Iterable[str], skips: SkipCounter) -> Iterator[dict[str, Any]]:
+    """Tar bytes -> samples {"__key__", "__url__", extension: bytes}; unreadable shards are counted, not fatal."""
+    return wds.tarfile_samples(({"url": url} for url in urls), handler=skips.handler)
+
+
+def shuffled(items: Iterable[Any], rng: random.Random, buffer: int) -> Iterator[Any]:
+    """Buffer shuffle (webdataset's) driven by our worker RNG; buffer <= 1 passes items through."""
+    if buffer <= 1:
+        return iter(items)
+    return wds.shuffle(buffer, initial=buffer, rng=rng)(items)
+
+
+def cut_windows(
+    items: Iterable[dict[str, Any]],
+    field: str,
+    length: int,
+    quantum: int,
+    rng: random.Random | None,
+    skips: SkipCounter,
+) -> Iterator[dict[str, Any]]:
+    """Every non-overlapping window of `length` along axis 0 of item[field], from one offset per item (random
+    multiple of `quantum` when rng is given, else 0). Per-quantum `labels` are cut to the same span."""
+    for item in items:
+        data = item[field]
+        count = len(data) // length
+        if count == 0:
+            skips.skip("shorter than one window", item["key"])
+            continue
+        slack = (len(data) - count * length) // quantum
+        offset = rng.randint(0, slack) * quantum if rng is not None else 0
+        for i in range(count):
+            start = offset + i * length
+            window = dict(item, key=f"{item['key']}@{start}", start=start)
+            window[field] = data[start : start + length]
+            if item.get("labels") is not None:
+                window["labels"] = item["labels"][start // quantum : (start + length) // quantum]
+            yield window
+
+
+def grouped(items: Iterable[dict[str, Any]], group: str, size: int, skips: SkipCounter, max_open: int = 256):
+    """Lists of `size` items that share item[group] (e.g. one speaker). At most `max_open` groups are buffered;
+    beyond that the oldest incomplete group is dropped and counted, so memory stays bounded."""
+    open_groups: dict[Any, list] = {}
+    for item in items:
+        members = open_groups.setdefault(item[group], [])
+        members.append(item)
+        if len(members) == size:
+            yield open_groups.pop(item[group])
+        elif len(open_groups) > max_open:
+            oldest = next(iter(open_groups))
+            for dropped in open_groups.pop(oldest):
+                skips.skip(f"incomplete {group} group", dropped["key"])
+
+
+def chunked(items: Iterable[Any], size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def pad_stack(arrays: list[np.ndarray], fill: float = 0) -> np.ndarray:
+    """Stack along a new axis 0, padding axis 0 of shorter arrays with `fill` (frame labels pad with -1)."""
+    longest = max(len(a) for a in arrays)
+    if all(len(a) == longest for a in arrays):
+        return np.stack(arrays)
+    out = np.full((len(arrays), longest, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
+    for row, a in zip(out, arrays):
+        row[: len(a)] = a
+    return out
+
+
+def collate(items: list[dict[str, Any]], field: str, skips: SkipCounter) -> dict[str, Any]:
+    """Stack item[field] into one tensor; speakers become batch-local ids (equal id = same speaker); frame
+    labels stack into (batch, frames) when every item has them; unequal lengths are padded (see "lengths");
+    skip counts since the last batch ride along."""
+    names = [item.get("speaker", "") for item in items]
+    ids = {name: i for i, name in enumerate(dict.fromkeys(names))}
+    arrays = [item[field] for item in items]
+    batch = {
+        field: torch.from_numpy(pad_stack(arrays)),
+        "lengths": torch.tensor([len(a) for a in arrays]),
+        "speaker": torch.tensor([ids[name] for name in names]),
+        "speaker_name": names,
+        "key": [item["key"] for item in items],
+        "skipped": skips.drain(),
+    }
+    if all(item.get("labels") is not None for item in items):
+        batch["labels"] = torch.from_numpy(pad_stack([item["labels"] for item in items], fill=-1).astype(np.int64))
+    if all("label" in item for item in items):
+        batch["label"] = torch.tensor([item["label"] for item in items])
+    return batch
+
+
+class Stream(torch.utils.data.IterableDataset):
+    """shards -> split -> shuffle compressed samples -> decode -> [windows] -> shuffle or group -> batch.
+
+    `decode(raw_sample, skips) -> item | None` turns one sample's bytes into {"key", field, "speaker", ...}.
+    Training streams are endless; use `itertools.islice` or the trainer's step count."""
+
+    def __init__(
+        self,
+        urls: list[str],
+        decode: Callable[[dict[str, Any], SkipCounter], dict[str, Any] | None],
+        field: str,
+        batch_size: int,
+        train: bool,
+        window: int | None = None,
+        quantum: int = 1,
+        group: str | None = None,
+        shuffle_samples: int = 100,
+        shuffle_items: int = 1000,
+        seed: int = 0,
+        start: int = 0,
+    ):
+        super().__init__()
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1; got {batch_size}")
+        if group not in (None, "speaker", "sequence"):
+            raise ValueError(f"unknown batch grouping {group!r}; choose None, 'speaker' or 'sequence'")
+        self.urls, self.decode, self.field = urls, decode, field
+        self.batch_size, self.train, self.window, self.quantum, self.group = batch_size, train, window, quantum, group
+        self.shuffle_samples, self.shuffle_items = shuffle_samples, shuffle_items
+        self.seed, self.start = seed, start
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rng = stream_rng(self.seed, self.start)
+        skips = SkipCounter()
+        train = self.train
+        samples = raw_samples(shard_urls(self.urls, train, rng), skips)
+        if train:
+            samples = shuffled(samples, rng, self.shuffle_samples)
+        items = (item for item in (self.decode(s, skips) for s in samples) if item is not None)
+        if self.window is not None:
+            items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips)
+        if self.group is not None:
+            key = "speaker" if self.group == "speaker" else "utterance"
+            batches = grouped(items, key, self.batch_size, skips)
+            if train:
+                batches = shuffled(batches, rng, max(1, self.shuffle_items // self.batch_size))
+        else:
+            if train:
+                items = shuffled(items, rng, self.shuffle_items)
+            batches = chunked(items, self.batch_size)
+        for members in batches:
+            yield collate(members, self.field, skips)
+
+
+def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 2):
+    """A DataLoader over a Stream (batches are made by the stream itself), overlapping loading with compute."""
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        prefetch_factor=prefetch if num_workers > 0 else None,
+        persistent_workers=False,
+    )

@@ -1,0 +1,117 @@
+import json
+import tarfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+import torchaudio
+
+from cpc.data.audio import AudioDataConfig, audio_stream
+from cpc.data.shards import (
+    AudioItem,
+    audio_samples,
+    items_from_folder,
+    items_from_manifest,
+    read_alignments,
+    resolve_shards,
+    write_shards,
+)
+
+
+def read_back(folder):
+    stream = audio_stream(AudioDataConfig(shards=str(folder), batch_size=1), train=False, windows=False)
+    return {b["key"][0]: b for b in stream}
+
+
+def test_round_trip_audio_labels_and_index(shards):
+    folder, index, items, alignments = shards
+    assert [s["samples"] for s in index["shards"]] == [2, 2, 2]
+    assert json.loads((folder / "index.json").read_text())["samples"] == 6
+    total = sum(sf.info(item.path).frames for item in items) / 16000
+    assert index["seconds"] == pytest.approx(total)
+    back = read_back(folder)
+    assert set(back) == {item.key for item in items}
+    for item in items:
+        original, _ = sf.read(item.path, dtype="float32")
+        assert torch.equal(back[item.key]["wav"][0], torch.from_numpy(original))  # PCM16 -> FLAC is lossless
+        assert torch.equal(back[item.key]["labels"][0], torch.from_numpy(alignments[item.key].astype(np.int64)))
+        assert back[item.key]["speaker_name"] == [item.speaker]
+
+
+def test_resampled_and_downmixed_on_the_way_in(tmp_path):
+    rng = np.random.default_rng(1)
+    stereo = (0.3 * rng.standard_normal((22050, 2))).astype(np.float32)
+    path = tmp_path / "in.wav"
+    sf.write(path, stereo, 22050, subtype="FLOAT")
+    write_shards(audio_samples([AudioItem(str(path), "s", "in")]), str(tmp_path / "out" / "s-%03d.tar"), progress=False)
+    wav = read_back(tmp_path / "out")["in"]["wav"][0]
+    expected = torchaudio.functional.resample(torch.from_numpy(stereo.mean(axis=1)), 22050, 16000)
+    assert wav.shape == expected.shape == (16000,)
+    assert torch.allclose(wav, expected.clamp(-1, 1), atol=1 / 32768 + 1e-6)
+
+
+def test_long_recordings_cut_with_labels_aligned(tmp_path):
+    labels = np.arange(750, dtype=np.int16) % 40  # 7.5 s
+    path = tmp_path / "long.wav"
+    sf.write(path, np.repeat(labels.astype(np.float32) / 100, 160), 16000, subtype="PCM_16")
+    index = write_shards(
+        audio_samples([AudioItem(str(path), "s", "long")], max_seconds=3.0, alignments={"long": labels}),
+        str(tmp_path / "out" / "s-%03d.tar"), progress=False,
+    )
+    assert index["samples"] == 3
+    back = read_back(tmp_path / "out")
+    assert sorted(back) == ["long_p000", "long_p001", "long_p002"]
+    joined = torch.cat([back[k]["labels"][0] for k in sorted(back)])
+    assert torch.equal(joined, torch.from_numpy(labels.astype(np.int64)))
+
+
+def test_folder_and_manifest_items(tmp_path, corpus):
+    items = items_from_folder(tmp_path / "wav")
+    assert [(i.key, i.speaker) for i in items][:2] == [("spk0_utt0", "spk0"), ("spk0_utt3", "spk0")]
+    manifest = tmp_path / "m.tsv"
+    manifest.write_text("path\tspeaker\tgender\nwav/spk1/utt1.wav\talice\tf\n")
+    (item,) = items_from_manifest(manifest)
+    assert (item.speaker, item.key, item.fields) == ("alice", "utt1", {"gender": "f"})
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['speaker'\]"):
+        (tmp_path / "bad.tsv").write_text("path\tgender\nx.wav\tf\n")
+        items_from_manifest(tmp_path / "bad.tsv")
+
+
+def test_bad_inputs_are_reported_and_the_rest_written(tmp_path, corpus):
+    items, alignments = corpus
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"not audio at all")
+    alignments = dict(alignments)
+    alignments[items[1].key] = alignments[items[1].key][:-5]  # 5 frames short: beyond the 1-frame tolerance
+    del alignments[items[2].key]
+    errors = {}
+    index = write_shards(
+        audio_samples(items + [AudioItem(str(broken), "x", "broken")], alignments=alignments, errors=errors),
+        str(tmp_path / "out" / "s-%03d.tar"), progress=False,
+    )
+    assert index["samples"] == 5  # the unreadable file and the mismatched labels are skipped
+    assert set(errors) == {"label/frame count mismatch", "no alignment (written without labels)", "unreadable audio"}
+    assert "broken.wav" in errors["unreadable audio"][0]
+    assert items[1].key in errors["label/frame count mismatch"][0]
+
+
+def test_alignment_file(tmp_path):
+    (tmp_path / "a.txt").write_text("19-198-0001 0 0 5 5\n19-198-0002 3\n")
+    assert {k: v.tolist() for k, v in read_alignments(tmp_path / "a.txt").items()} == {
+        "19-198-0001": [0, 0, 5, 5], "19-198-0002": [3]}
+    (tmp_path / "b.txt").write_text("u1 0 x\n")
+    with pytest.raises(ValueError, match="b.txt line 1: labels must be integers"):
+        read_alignments(tmp_path / "b.txt")
+
+
+def test_resolve_shards_errors(tmp_path, shards):
+    folder = shards[0]
+    assert len(resolve_shards(folder)) == len(resolve_shards(folder / "index.json")) == 3
+    assert resolve_shards(str(folder / "shard-{000000..000001}.tar"))[1].endswith("shard-000001.tar")
+    with pytest.raises(FileNotFoundError, match="2 shard\\(s\\) not found, first: .*nope-0.tar"):
+        resolve_shards(str(tmp_path / "nope-{0..1}.tar"))
+    with pytest.raises(FileNotFoundError, match="has no index.json"):
+        resolve_shards(tmp_path)
+    with pytest.raises(ValueError, match="no shards"):
+        resolve_shards([])
