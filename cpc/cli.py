@@ -48,6 +48,29 @@ def demo(args: argparse.Namespace) -> None:
     print(f"wrote {out / 'model.pt'} and {out / 'history.json'}")
 
 
+def shards(args: argparse.Namespace) -> None:
+    """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
+    from cpc.data.shards import items_from_folder, items_from_manifest, read_alignments, safe_key, write_splits
+
+    source = Path(args.source)
+    if source.is_dir():
+        items = items_from_folder(source, args.speaker_level)
+    elif source.is_file():
+        items = items_from_manifest(source)
+    else:
+        raise SystemExit(f"cpc shards: {source} is neither an audio folder nor a manifest file")
+    splits = None
+    if args.split:
+        splits = {}
+        for spec in args.split:
+            name, sep, path = spec.partition("=")
+            if not sep or not Path(path).is_file():
+                raise SystemExit(f"cpc shards: --split takes NAME=FILE with an existing file; got {spec!r}")
+            splits[name] = {safe_key(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()}
+    alignments = read_alignments(args.alignments) if args.alignments else None
+    write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds, args.sample_rate)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +83,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--warmup", type=int, default=30, help="steps of linear learning-rate warm-up")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(run=demo)
+
+    p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
+    p.add_argument("source", help="a folder of audio files, or a TSV manifest with path and speaker columns")
+    p.add_argument("out", help="output folder; one sub-folder per --split")
+    p.add_argument("--alignments", help="frame labels, converted_aligned_phones.txt format")
+    p.add_argument("--split", action="append", default=[], metavar="NAME=FILE", help="key list of a split")
+    p.add_argument("--speaker-level", type=int, default=1, help="folder levels above a file naming its speaker")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="longer recordings are cut into pieces")
+    p.add_argument("--shard-mb", type=float, default=500.0)
+    p.add_argument("--sample-rate", type=int, default=16000)
+    p.set_defaults(run=shards)
     args = parser.parse_args(argv)
     args.run(args)
 

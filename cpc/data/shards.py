@@ -256,3 +256,29 @@ def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
     if missing:
         raise FileNotFoundError(f"{len(missing)} shard(s) not found, first: {missing[0]}")
     return urls
+
+
+def write_splits(
+    items: list[AudioItem],
+    out: str | os.PathLike,
+    splits: dict[str, set[str]] | None = None,
+    alignments: dict[str, np.ndarray] | None = None,
+    max_bytes: float = 500e6,
+    max_seconds: float = 30.0,
+    sample_rate: int = 16000,
+) -> dict[str, dict[str, Any]]:
+    """Shards (+ index.json) per split under out/<split>/, or straight under out/ without splits; items outside
+    every split are left out. Prints a summary and every problem met; returns the indexes."""
+    out = Path(out)
+    chosen = {"": items} if splits is None else {name: [i for i in items if i.key in keys] for name, keys in splits.items()}
+    indexes = {}
+    for name, members in chosen.items():
+        errors: dict[str, list[str]] = {}
+        samples = audio_samples(members, sample_rate, max_seconds, alignments, errors)
+        index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes)
+        print(f"{name or 'shards'}: {index['samples']} samples, {index['seconds'] / 3600:.2f} h "
+              f"in {len(index['shards'])} shard(s) under {out / name}")
+        for reason, keys in errors.items():
+            print(f"  {len(keys)} {reason}: {'; '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}")
+        indexes[name] = index
+    return indexes

@@ -31,7 +31,7 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-from cpc.data.shards import AudioItem, audio_samples, read_alignments, write_shards  # noqa: E402
+from cpc.data.shards import AudioItem, read_alignments, write_splits  # noqa: E402
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -182,11 +182,7 @@ def main() -> None:
     train = [i.key for i in items if i.key not in test_set]
     (out / "train.txt").write_text("\n".join(train) + "\n")
     (out / "test.txt").write_text("\n".join(test) + "\n")
-    for split, keys in (("train", set(train)), ("test", test_set)):
-        chosen = [i for i in items if i.key in keys]
-        index = write_shards(audio_samples(chosen, alignments=alignments), str(out / split / "shard-%06d.tar"),
-                             max_bytes=args.max_mb * 1e6)
-        print(f"{split}: {index['samples']} utterances, {index['seconds'] / 60:.1f} min in {len(index['shards'])} shard(s)")
+    write_splits(items, out, {"train": set(train), "test": test_set}, alignments, max_bytes=args.max_mb * 1e6)
     if not args.keep_wav:
         shutil.rmtree(out / "wav")
         (out / "manifest.tsv").unlink()
