@@ -158,10 +158,9 @@ def pad_stack(arrays: list[np.ndarray], fill: float = 0) -> np.ndarray:
     return out
 
 
-def collate(items: list[dict[str, Any]], field: str, skips: SkipCounter) -> dict[str, Any]:
+def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
     """Stack item[field] into one tensor; speakers become batch-local ids (equal id = same speaker); frame
-    labels stack into (batch, frames) when every item has them; unequal lengths are padded (see "lengths");
-    skip counts since the last batch ride along."""
+    labels stack into (batch, frames) when every item has them; unequal lengths are padded (see "lengths")."""
     names = [item.get("speaker", "") for item in items]
     ids = {name: i for i, name in enumerate(dict.fromkeys(names))}
     arrays = [item[field] for item in items]
@@ -171,12 +170,11 @@ def collate(items: list[dict[str, Any]], field: str, skips: SkipCounter) -> dict
         "speaker": torch.tensor([ids[name] for name in names]),
         "speaker_name": names,
         "key": [item["key"] for item in items],
-        "skipped": skips.drain(),
     }
     if all(item.get("labels") is not None for item in items):
         batch["labels"] = torch.from_numpy(pad_stack([item["labels"] for item in items], fill=-1).astype(np.int64))
-    if all("label" in item for item in items):
-        batch["label"] = torch.tensor([item["label"] for item in items])
+    if all(item.get("targets") for item in items):  # clip- or utterance-level class ids, e.g. {"digit": 3}
+        batch["targets"] = {name: torch.tensor([item["targets"][name] for item in items]) for name in items[0]["targets"]}
     return batch
 
 
@@ -230,8 +228,18 @@ class Stream(torch.utils.data.IterableDataset):
             if train:
                 items = shuffled(items, rng, self.shuffle_items)
             batches = chunked(items, self.batch_size)
+        # One batch is held back so the skips met while forming the next one (or at the end of the stream)
+        # still ride along: batch["skipped"] = {reason: (count, first keys)}.
+        held = None
         for members in batches:
-            yield collate(members, self.field, skips)
+            batch = collate(members, self.field)
+            if held is not None:
+                held["skipped"] = skips.drain()
+                yield held
+            held = batch
+        if held is not None:
+            held["skipped"] = skips.drain()
+            yield held
 
 
 def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 2):

@@ -1,0 +1,47 @@
+import io
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cpc.data.images import ImageDataConfig, image_stream
+from cpc.data.shards import write_shards
+
+
+def png(array):
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def two_views(image):
+    tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float() / 255
+    return [tensor, tensor.flip(-1)]
+
+
+@pytest.fixture
+def image_shards(tmp_path):
+    samples = [{"__key__": f"img{i}", "png": png(np.full((8, 8, 3), i * 20, np.uint8)), "cls": str(i % 3).encode(),
+                "json": b"{}"} for i in range(10)]
+    samples.append({"__key__": "broken", "png": b"not an image", "cls": b"1", "json": b"{}"})
+    write_shards(iter(samples), str(tmp_path / "img-%03d.tar"), max_count=4, progress=False)
+    return tmp_path
+
+
+def test_views_classes_and_skips(image_shards):
+    batches = list(image_stream(ImageDataConfig(shards=str(image_shards), batch_size=5), two_views, train=False))
+    views = torch.cat([b["views"] for b in batches])
+    assert views.shape == (10, 2, 3, 8, 8)
+    assert torch.equal(views[:, 1], views[:, 0].flip(-1))
+    classes = torch.cat([b["targets"]["class"] for b in batches])
+    brightness = (views[:, 0].mean(dim=(1, 2, 3)) * 255 / 20).round().long()
+    assert torch.equal(classes, brightness % 3)  # each image keeps its own class
+    skipped = {reason: n for b in batches for reason, (n, _) in b["skipped"].items()}
+    assert skipped == {"unreadable image or class": 1}
+
+
+def test_training_stream_is_endless(image_shards):
+    stream = image_stream(ImageDataConfig(shards=str(image_shards), batch_size=4, shuffle_samples=8), two_views, True)
+    assert len(list(itertools.islice(stream, 7))) == 7
