@@ -23,7 +23,7 @@ AUDIO_FIELDS = ("flac", "wav", "ogg")
 
 @dataclass
 class AudioDataConfig:
-    shards: str = ""  # index.json, a folder with one, a brace pattern or URL
+    shards: str | list[str] = ""  # index.json, a folder with one, a brace pattern or URL, or a list of URLs
     batch_size: int = 8
     window: int = 20480  # samples; a multiple of hop
     hop: int = 160  # samples per label frame
@@ -43,7 +43,7 @@ def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int = 
         skips.skip("no audio file in sample", key)
         return None
     try:
-        audio, rate = sf.read(io.BytesIO(sample[field]), dtype="float32", always_2d=True)
+        audio, rate = sf.read(io.BytesIO(sample[field]), dtype="float32")
         meta = json.loads(sample["json"]) if "json" in sample else {}
         labels = np.load(io.BytesIO(sample["labels.npy"])) if "labels.npy" in sample else None
     except Exception:  # a corrupt sample must never stop a long run: count it and go on
@@ -54,7 +54,7 @@ def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int = 
         return None
     return {
         "key": key,
-        "wav": audio.mean(axis=1),
+        "wav": audio if audio.ndim == 1 else audio.mean(axis=1),  # shards are mono; others are down-mixed
         "speaker": str(meta.get("speaker", "")),
         "utterance": meta.get("utterance", key),
         "labels": labels,
