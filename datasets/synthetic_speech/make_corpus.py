@@ -8,6 +8,8 @@ Engines and voices (each voice at each pitch setting is one "speaker"):
   target); voices trained on real CMU ARCTIC speakers. flite's kal16 is left out: its reported timings overran its
   audio by ~0.1 s in our check, while slt/rms/awb and festival's matched their audio within 25 ms.
 - festival `utt.save.segs` (segment end times): kal_diphone, ked_diphone, cmu_us_slt_arctic_hts.
+- eSpeak NG through libespeak-ng's phoneme events (ctypes; the start sample of every phoneme): en-us, en-us+f3
+  (a female variant) and en-gb; its 22.05 kHz output is resampled to 16 kHz.
 Speaking rate varies per utterance (duration stretch 0.85-1.25). Sentences come from text already on disk (the
 licence texts in /usr/share/common-licenses and /usr/share/doc/*/copyright). Phones are folded into CMU's 39 phones plus silence (40 classes).
 Labels follow the CPC alignment format (`converted_aligned_phones.txt`): frame k = samples [160k, 160k + 160),
@@ -35,7 +37,7 @@ from cpc.data.shards import AudioItem, read_alignments, write_splits  # noqa: E4
 
 SAMPLE_RATE = 16000
 HOP = 160
-PACKAGES = ["flite", "festival", "festvox-kdlpc16k", "festvox-kallpc16k", "festvox-us-slt-hts"]
+PACKAGES = ["flite", "festival", "festvox-kdlpc16k", "festvox-kallpc16k", "festvox-us-slt-hts", "libespeak-ng1"]
 # CMU's 39 phones (no stress) plus silence: the class set of the labels, in this order.
 PHONES = ["sil"] + (
     "aa ae ah ao aw ay b ch d dh eh er ey f g hh ih iy jh k l m n ng ow oy p r s sh t th uh uw v w y z zh".split()
@@ -56,6 +58,18 @@ FESTIVAL_SPEAKERS = {
     "festival_slthts": "voice_cmu_us_slt_arctic_hts",
 }
 BASE_F0 = {"slt": 170, "rms": 100, "awb": 110}
+ESPEAK_SPEAKERS = {"espeak_us": "en-us", "espeak_usf": "en-us+f3", "espeak_gb": "en-gb"}
+# eSpeak NG's English phoneme names -> CMU; None drops a zero-length modifier (";" palatalises the phone before it).
+ESPEAK_FOLD = {
+    "0": "aa", "3": "er", "3:": "er", "@": "ah", "@2": "ah", "@5": "ah", "@L": "l", "A:": "aa", "A@": "aa",
+    "D": "dh", "E": "eh", "I": "ih", "I2": "ih", "I@": "ih", "N": "ng", "O": "ao", "O2": "ao", "O:": "ao",
+    "O@": "ao", "OI": "oy", "S": "sh", "T": "th", "U": "uh", "U@": "uh", "V": "ah", "Z": "zh", "_": "sil",
+    "_:": "sil", "_!": "sil", "a": "ae", "a#": "ah", "aI": "ay", "aI@": "ay", "aU": "aw", "aa": "aa", "dZ": "jh",
+    "e@": "eh", "eI": "ey", "h": "hh", "i": "iy", "i:": "iy", "i@": "ih", "i@3": "ih", "j": "y", "l-": "l",
+    "n-": "n", "o@": "ao", "oU": "ow", "r-": "r", "tS": "ch", "u:": "uw", "x": "k", "W": "w", ";": None,
+    "?": "t", "@-": "ah", "I#": "ih", "aI3": "ay", "t#": "t", "t2": "t",  # glottal stop and flaps stand for t
+    **{c: c for c in "b d f g k l m n p r s t v w z".split()},
+}
 
 
 def ensure_synthesisers(install: bool) -> None:
@@ -86,7 +100,7 @@ def sentences_on_disk(limit: int, seed: int) -> list[str]:
 
 
 def fold(phone: str) -> str:
-    phone = FOLD.get(phone, phone)
+    phone = FOLD.get(phone, phone)  # eSpeak names arrive already folded by ESPEAK_FOLD
     if phone not in PHONES:
         raise ValueError(f"unknown phone {phone!r}")
     return phone
@@ -119,6 +133,59 @@ def festival(text: str, voice: str, stretch: float, wav: Path, work: Path) -> li
     return phones
 
 
+class ESpeak:
+    """libespeak-ng in synchronous mode; each synthesis returns 16 kHz audio and (phone, end seconds) pairs."""
+
+    PHONEME_EVENT, RATE_PARAMETER = 7, 1
+
+    def __init__(self):
+        import ctypes
+
+        class Event(ctypes.Structure):
+            _fields_ = [("type", ctypes.c_int), ("unique_identifier", ctypes.c_uint), ("text_position", ctypes.c_int),
+                        ("length", ctypes.c_int), ("audio_position", ctypes.c_int), ("sample", ctypes.c_int),
+                        ("user_data", ctypes.c_void_p), ("id", ctypes.c_char * 8)]
+
+        self.lib = ctypes.CDLL("libespeak-ng.so.1")
+        self.rate = self.lib.espeak_Initialize(2, 0, None, 1)  # AUDIO_OUTPUT_SYNCHRONOUS, phoneme events on
+        if self.rate <= 0:
+            raise RuntimeError("libespeak-ng failed to initialise")
+        self.audio: list[int] = []
+        self.starts: list[tuple[str, int]] = []
+
+        def collect(wav, count, events):
+            if wav and count > 0:
+                self.audio.extend(wav[:count])
+            i = 0
+            while events[i].type != 0:
+                if events[i].type == self.PHONEME_EVENT:
+                    self.starts.append((events[i].id.decode(errors="replace"), events[i].sample))
+                i += 1
+            return 0
+
+        self.callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int,
+                                         ctypes.POINTER(Event))(collect)  # kept alive as long as self
+        self.lib.espeak_SetSynthCallback(self.callback)
+
+    def __call__(self, text: str, voice: str, stretch: float, wav: Path) -> list[tuple[str, float]]:
+        import torch
+        import torchaudio
+
+        self.audio, self.starts = [], []
+        self.lib.espeak_SetVoiceByName(voice.encode())
+        self.lib.espeak_SetParameter(self.RATE_PARAMETER, int(175 / stretch), 0)
+        encoded = text.encode()
+        self.lib.espeak_Synth(encoded, len(encoded) + 1, 0, 0, 0, 0, None, None)
+        self.lib.espeak_Synchronize()
+        audio = torch.tensor(self.audio, dtype=torch.float32) / 32768
+        sf.write(wav, torchaudio.functional.resample(audio, self.rate, SAMPLE_RATE).numpy(), SAMPLE_RATE,
+                 subtype="PCM_16")
+        phones = [(ESPEAK_FOLD.get(name, name), start / self.rate) for name, start in sorted(self.starts, key=lambda p: p[1])]
+        phones = [(name, start) for name, start in phones if name is not None]
+        ends = [start for _, start in phones[1:]] + [len(audio) / self.rate]  # a phone lasts until the next starts
+        return [(name, end) for (name, _), end in zip(phones, ends)]
+
+
 def frame_labels(phones: list[tuple[str, float]], samples: int) -> np.ndarray:
     """One class id per 10 ms frame: the phone whose span holds the frame's centre (the last phone after its end)."""
     ends = np.array([end for _, end in phones])
@@ -128,7 +195,8 @@ def frame_labels(phones: list[tuple[str, float]], samples: int) -> np.ndarray:
 
 
 def synthesise(out: Path, utterances: int, seed: int, test_fraction: float) -> tuple[list[AudioItem], list[str]]:
-    speakers = list(FLITE_SPEAKERS) + list(FESTIVAL_SPEAKERS)
+    speakers = list(FLITE_SPEAKERS) + list(FESTIVAL_SPEAKERS) + list(ESPEAK_SPEAKERS)
+    espeak = ESpeak()
     rng = random.Random(seed)
     texts = sentences_on_disk(utterances, seed)
     test_texts = set(texts[: max(1, int(len(texts) * test_fraction))])  # held-out sentences, not just recordings
@@ -145,8 +213,10 @@ def synthesise(out: Path, utterances: int, seed: int, test_fraction: float) -> t
             stretch = rng.uniform(0.85, 1.25)
             if speaker in FLITE_SPEAKERS:
                 phones = flite(text, *FLITE_SPEAKERS[speaker], stretch, wav)
-            else:
+            elif speaker in FESTIVAL_SPEAKERS:
                 phones = festival(text, FESTIVAL_SPEAKERS[speaker], stretch, wav, work)
+            else:
+                phones = espeak(text, ESPEAK_SPEAKERS[speaker], stretch, wav)
             info = sf.info(wav)
             if info.samplerate != SAMPLE_RATE:
                 raise RuntimeError(f"{wav}: {info.samplerate} Hz, expected {SAMPLE_RATE}")

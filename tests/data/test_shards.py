@@ -115,3 +115,19 @@ def test_resolve_shards_errors(tmp_path, shards):
         resolve_shards(tmp_path)
     with pytest.raises(ValueError, match="no shards"):
         resolve_shards([])
+
+
+def test_writes_through_any_url_webdataset_opens(tmp_path, corpus):
+    items, _ = corpus
+    target = tmp_path / "remote"
+    target.mkdir()
+    index = write_shards(audio_samples(items[:3]), f"pipe:cat > {target}/s-%03d.tar", max_count=2,
+                         index_path=f"pipe:cat > {target}/index.json", progress=False)
+    assert [s["url"] for s in index["shards"]] == [f"pipe:cat > {target}/s-000.tar", f"pipe:cat > {target}/s-001.tar"]
+    assert json.loads((target / "index.json").read_text())["samples"] == 3
+    assert len(read_back_files(sorted(target.glob("s-*.tar")))) == 3
+
+
+def read_back_files(paths):
+    stream = audio_stream(AudioDataConfig(shards=[str(p) for p in paths], batch_size=1), train=False, windows=False)
+    return [b["key"][0] for b in stream]
