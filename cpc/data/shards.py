@@ -19,6 +19,8 @@ import numpy as np
 import soundfile as sf
 import webdataset as wds
 
+from cpc.data.labels import fit_labels, read_alignments, safe_key  # noqa: F401  (re-exported for scripts)
+
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cpc-shards/1"
 HOP = 160  # samples per 10 ms label frame at 16 kHz
@@ -33,11 +35,6 @@ class AudioItem:
     speaker: str = ""
     key: str = ""  # unique and dot-free; derived from the path when empty
     fields: dict[str, Any] = field(default_factory=dict)
-
-
-def safe_key(text: str) -> str:
-    """A WebDataset key: no dots (webdataset splits keys at the first dot) and no path separators."""
-    return re.sub(r"[^A-Za-z0-9_\-]", "_", text)
 
 
 def items_from_folder(root: str | os.PathLike, speaker_level: int = 1) -> list[AudioItem]:
@@ -81,29 +78,6 @@ def items_from_manifest(path: str | os.PathLike) -> list[AudioItem]:
         key = safe_key(row.pop("key", "") or audio.stem)
         items.append(AudioItem(str(audio), speaker, key, row))
     return items
-
-
-def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """The CPC phone-probe format (`converted_aligned_phones.txt`): `utt_id label label ...`, one label per 10 ms."""
-    alignments = {}
-    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            alignments[safe_key(parts[0])] = np.asarray([int(v) for v in parts[1:]], dtype=np.int16)
-        except ValueError as error:
-            raise ValueError(f"{path} line {number}: labels must be integers ({error})") from None
-    return alignments
-
-
-def fit_labels(labels: np.ndarray, frames: int, key: str, tolerance: int = 1) -> np.ndarray:
-    """Labels trimmed or edge-padded to exactly `frames`; a mismatch beyond `tolerance` frames is an error."""
-    if abs(len(labels) - frames) > tolerance:
-        raise ValueError(f"{key}: {len(labels)} frame labels for {frames} frames of audio (tolerance {tolerance})")
-    if len(labels) >= frames:
-        return labels[:frames]
-    return np.concatenate([labels, np.full(frames - len(labels), labels[-1], dtype=labels.dtype)])
 
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:

@@ -1,0 +1,37 @@
+"""Frame-level labels: the CPC alignment format (one label per 10 ms frame) read, and fitted to the audio."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+
+def safe_key(text: str) -> str:
+    """A WebDataset key: no dots (webdataset splits keys at the first dot) and no path separators."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", text)
+
+
+def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The CPC phone-probe format (`converted_aligned_phones.txt`): `utt_id label label ...`, one label per 10 ms."""
+    alignments = {}
+    for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            alignments[safe_key(parts[0])] = np.asarray([int(v) for v in parts[1:]], dtype=np.int16)
+        except ValueError as error:
+            raise ValueError(f"{path} line {number}: labels must be integers ({error})") from None
+    return alignments
+
+
+def fit_labels(labels: np.ndarray, frames: int, key: str, tolerance: int = 1) -> np.ndarray:
+    """Labels trimmed or edge-padded to exactly `frames`; a mismatch beyond `tolerance` frames is an error."""
+    if abs(len(labels) - frames) > tolerance:
+        raise ValueError(f"{key}: {len(labels)} frame labels for {frames} frames of audio (tolerance {tolerance})")
+    if len(labels) >= frames:
+        return labels[:frames]
+    return np.concatenate([labels, np.full(frames - len(labels), labels[-1], dtype=labels.dtype)])
