@@ -71,6 +71,23 @@ def shards(args: argparse.Namespace) -> None:
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds, args.sample_rate)
 
 
+def pretrain(args: argparse.Namespace) -> None:
+    """Train from a YAML recipe with --set overrides; --resume continues from the newest checkpoint."""
+    from cpc.config import ConfigError
+    from cpc.train.pretrain import load_config, pretrain as run
+
+    try:
+        config = load_config(args.recipe, args.set)
+    except ConfigError as error:
+        raise SystemExit(f"cpc pretrain: {error}") from None
+    try:
+        last = run(config, resume=args.resume)
+    except FileNotFoundError as error:
+        raise SystemExit(f"cpc pretrain: {error}") from None
+    print(f"done: {config.train.out} (checkpoints, log.csv, curves.png); last logs: "
+          + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -94,6 +111,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--shard-mb", type=float, default=500.0)
     p.add_argument("--sample-rate", type=int, default=16000)
     p.set_defaults(run=shards)
+
+    p = commands.add_parser("pretrain", help="pretrain from a YAML recipe (same trainer for every method)")
+    p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo/cpc.yaml")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe value, dotted for nested keys: --set optim.lr=3e-4")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out")
+    p.set_defaults(run=pretrain)
     args = parser.parse_args(argv)
     args.run(args)
 

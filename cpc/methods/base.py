@@ -14,6 +14,15 @@ class Method(nn.Module):
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
+    def forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        # DDP prepares its gradient all-reduce only when the wrapped module's forward runs.
+        return self.training_step(batch)
+
+    def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
+        """How much data a batch holds, and its unit, for the progress bar and the log."""
+        first = next(v for v in batch.values() if isinstance(v, torch.Tensor))
+        return float(first.shape[0]), "samples"
+
     def param_groups(self, weight_decay: float = 0.0) -> list[dict[str, Any]]:
         return decay_groups(self, weight_decay)
 

@@ -81,6 +81,7 @@ class CPCMethod(Method):
             raise ValueError("infonce_weight > 0 needs prediction heads: set model.predictor.kind, or infonce_weight: 0")
         if not self.use_infonce and self.model.regressor is None:
             raise ValueError("nothing to train: infonce_weight is 0 and model.regression_target is 'none'")
+        self.sample_rate = 16000
         self.chance = ChanceWatch(
             chance_loss(config.infonce.negatives), config.chance_check_after, config.chance_margin
         )
@@ -120,6 +121,9 @@ class CPCMethod(Method):
             logs["regression"] = regression.detach()
         logs["loss"] = loss.detach()
         return loss, logs
+
+    def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
+        return batch["wav"].numel() / self.sample_rate, "audio-s"
 
     def on_after_step(self, step: int) -> None:
         if self.use_infonce:

@@ -1,0 +1,134 @@
+"""Dataclass configs from YAML, with dotted `--set key=value` overrides and one clear error per mistake.
+
+    config = load(PretrainConfig, "recipe.yaml", ["optim.lr=3e-4", "data.batch_size=16"])
+
+Values are checked against the dataclass field types (int, float, bool, str, tuples, lists, `X | None`, nested
+dataclasses); an unknown key names the valid ones, a wrong type names the key, the expected type and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key or value the user can fix; the message names it."""
+
+
+def from_dict(cls: type[T], data: dict[str, Any], base: T | None = None, where: str = "") -> T:
+    """`base` (or cls()) with the fields in `data` replaced, recursively, after type checks."""
+    config = base if base is not None else cls()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    changes = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}; valid keys here: {', '.join(names)}")
+        changes[key] = convert(hints[key], value, path, getattr(config, key))
+    return dataclasses.replace(config, **changes)
+
+
+def convert(kind: Any, value: Any, path: str, current: Any = None) -> Any:
+    """`value` checked (and, for tuples and nested dataclasses, converted) against the type `kind`."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return convert(option, value, path, current if isinstance(current, _runtime(option)) else None)
+            except ConfigError as error:
+                errors.append(str(error))
+        raise ConfigError(f"{path}: {value!r} is not {_name(kind)}")
+    if dataclasses.is_dataclass(kind):
+        return from_dict(kind, value, current if dataclasses.is_dataclass(current) else None, path)
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected {_name(kind)}, got {value!r}")
+        item = args[0] if args else Any
+        items = [convert(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if kind is Any:
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is float and isinstance(value, str):
+        try:
+            return float(value)  # YAML reads 3e-4 (no dot) as a string
+        except ValueError:
+            pass
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"{path}: expected {_name(kind)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _runtime(kind: Any) -> type | tuple:
+    origin = typing.get_origin(kind)
+    return origin if origin is not None else (kind if isinstance(kind, type) else object)
+
+
+def _name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """["optim.lr=3e-4", "data.shards=a.tar"] -> {"optim": {"lr": 0.0003}, "data": {"shards": "a.tar"}}."""
+    tree: dict[str, Any] = {}
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes key=value (dotted keys for nested fields); got {override!r}")
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw) if raw else ""
+    return tree
+
+
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+    return data
+
+
+def load(cls: type[T], path: str | Path | None = None, overrides: list[str] = ()) -> T:
+    """cls() updated by the YAML file, then by the overrides."""
+    data = read_yaml(path) if path is not None else {}
+    return from_dict(cls, merge(data, parse_overrides(list(overrides))))
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Plain types only (tuples -> lists), so it round-trips through YAML and checkpoints."""
+    return yaml.safe_load(yaml.safe_dump(_plain(dataclasses.asdict(config))))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

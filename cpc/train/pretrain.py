@@ -1,0 +1,75 @@
+"""`cpc pretrain`: a recipe (YAML -> PretrainConfig) becomes a method, data streams and a Trainer run;
+`load_model` rebuilds the trained model from a checkpoint alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from cpc import config as configs
+from cpc.data.audio import AudioDataConfig, audio_stream
+from cpc.data.shards import resolve_shards
+from cpc.data.stages import loader
+from cpc.methods.cpc import CPCConfig, CPCMethod, cpc_preset
+from cpc.train.optim import OptimConfig
+from cpc.train.trainer import Trainer, TrainConfig
+
+METHODS = ("cpc",)
+
+
+@dataclass
+class PretrainConfig:
+    method: str = "cpc"
+    cpc_preset: str = "base"  # "paper", "base" or "small": the defaults that the `cpc:` section overrides
+    cpc: CPCConfig = field(default_factory=CPCConfig)
+    data: AudioDataConfig = field(default_factory=AudioDataConfig)
+    val_shards: str = ""  # held-out shards for validation; empty: no validation
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = (), data: dict | None = None) -> PretrainConfig:
+    """Recipe YAML (or a dict) + `--set` overrides -> PretrainConfig, the CPC preset applied first."""
+    tree = configs.merge(configs.read_yaml(path) if path is not None else (data or {}),
+                         configs.parse_overrides(list(overrides)))
+    cpc_section = tree.pop("cpc", {})
+    config = configs.from_dict(PretrainConfig, tree)
+    if config.method not in METHODS:
+        raise configs.ConfigError(f"unknown method {config.method!r}; choose one of {METHODS}")
+    base = cpc_preset(config.cpc_preset)
+    return replace(config, cpc=configs.from_dict(CPCConfig, cpc_section, base=base, where="cpc"))
+
+
+def build_method(config: PretrainConfig) -> CPCMethod:
+    method = CPCMethod(config.cpc)
+    method.sample_rate = config.data.sample_rate
+    return method
+
+
+def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, float]:
+    """Train as the config says; errors in paths and settings surface before the first step."""
+    resolve_shards(config.data.shards)  # a missing path fails here, naming it
+    method = build_method(config)
+    train_data = lambda start: loader(audio_stream(config.data, train=True, start=start), config.train.num_workers)
+    val_data = None
+    if config.val_shards:
+        val_config = replace(config.data, shards=config.val_shards, group=None)
+        resolve_shards(val_config.shards)
+        val_data = lambda: loader(audio_stream(val_config, train=False), config.train.num_workers)
+    trainer = Trainer(method, train_data, config.optim, config.train, val_data, run_config=configs.to_dict(config))
+    return trainer.fit(resume=resume)
+
+
+def load_model(path: str | Path):
+    """A checkpoint file (or the folder of a run: its newest checkpoint) -> the trained model, in eval mode."""
+    from cpc.train import checkpoint
+
+    state = checkpoint.read(path)
+    if not state.get("config"):
+        raise ValueError(f"checkpoint {path} carries no config; it was not written by cpc's trainer")
+    config = configs.from_dict(PretrainConfig, {k: v for k, v in state["config"].items() if k != "cpc"})
+    config = replace(config, cpc=configs.from_dict(CPCConfig, state["config"]["cpc"], where="cpc"))
+    method = build_method(config)
+    method.load_state_dict(state["model"])
+    return method.model.eval()
