@@ -7,6 +7,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from cpc import config as configs
 from cpc.data.audio import AudioDataConfig, audio_stream
 from cpc.data.shards import resolve_shards
@@ -50,6 +52,7 @@ def build_method(config: PretrainConfig) -> CPCMethod:
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, float]:
     """Train as the config says; errors in paths and settings surface before the first step."""
     resolve_shards(config.data.shards)  # a missing path fails here, naming it
+    torch.manual_seed(config.train.seed)  # the same initial weights on every rank and in every rerun
     method = build_method(config)
     train_data = lambda start: loader(audio_stream(config.data, train=True, start=start), config.train.num_workers)
     val_data = None

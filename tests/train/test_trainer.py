@@ -1,0 +1,146 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import cpc
+from cpc.train import checkpoint
+from cpc.train.optim import OptimConfig
+from cpc.train.trainer import TrainConfig, Trainer
+
+from .helpers import global_batches, parameters, regression_method
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
+
+
+def quiet(out, **changes):
+    return TrainConfig(**{**dict(steps=4, out=str(out), checkpoint_every=100, log_every=1, progress=False), **changes})
+
+
+def fit(method, batches, out, optim=OptimConfig(lr=1e-2), **changes):
+    trainer = Trainer(method, lambda start: iter(batches[start:] + batches[:start] * 0), optim, quiet(out, **changes))
+    return trainer.fit()
+
+
+def test_gradient_accumulation_equals_the_whole_batch(tmp_path):
+    whole = regression_method()
+    fit(whole, global_batches(3), tmp_path / "a", steps=3)
+    halves = [{"wav": b["wav"][i : i + 2]} for b in global_batches(3) for i in (0, 2)]
+    accumulated = regression_method()
+    fit(accumulated, halves, tmp_path / "b", optim=OptimConfig(lr=1e-2, accumulate=2), steps=3)
+    for name, value in parameters(whole).items():
+        assert torch.allclose(value, parameters(accumulated)[name], atol=1e-6), name
+
+
+def ddp_worker(rank, world, port, out, results):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    method = regression_method()
+    shards = [{"wav": b["wav"][rank::world]} for b in global_batches(3)]  # each rank holds half of every batch
+    fit(method, shards, out, steps=3)
+    if rank == 0:
+        results["params"] = parameters(method)
+
+
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+    single = regression_method()
+    fit(single, global_batches(3), tmp_path / "single", steps=3)
+    results = mp.Manager().dict()
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(ddp_worker, args=(2, port, str(tmp_path / "ddp"), results), nprocs=2, join=True)
+    for name, value in parameters(single).items():  # gloo sums in another order: float tolerance
+        assert torch.allclose(value, results["params"][name], atol=1e-5), name
+    assert [p.name for p in checkpoint.checkpoints(tmp_path / "ddp")] == ["step-00000003.pt"]  # rank 0 only
+
+
+def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path):
+    batches = global_batches(6)
+    batches[1] = {"wav": torch.full_like(batches[1]["wav"], float("nan"))}
+    with pytest.warns(RuntimeWarning, match="non-finite loss at step 2: step skipped"):
+        fit(regression_method(), batches, tmp_path / "a", steps=4)
+    all_bad = [{"wav": torch.full_like(b["wav"], float("nan"))} for b in batches]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(RuntimeError, match="3 non-finite losses in a row at step 1"):
+            fit(regression_method(), all_bad, tmp_path / "b", steps=4, max_bad_steps=3)
+
+
+def test_interrupted_checkpoint_write_leaves_the_previous_one_readable(tmp_path, monkeypatch):
+    checkpoint.save({"step": 1}, tmp_path, 1, keep=3)
+
+    def dies_half_way(state, stream):
+        stream.write(b"PK\x03\x04 half a checkpoint")
+        raise KeyboardInterrupt  # the process is interrupted mid-write
+
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save({"step": 2}, tmp_path, 2, keep=3)
+    monkeypatch.undo()
+    assert checkpoint.latest(tmp_path).name == "step-00000001.pt"
+    assert checkpoint.read(tmp_path)["step"] == 1
+
+
+def test_keeps_the_last_k_checkpoints(tmp_path):
+    for step in range(1, 6):
+        checkpoint.save({"step": step}, tmp_path, step, keep=2)
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step-00000004.pt", "step-00000005.pt"]
+
+
+def cli(*args, **kwargs):
+    return subprocess.Popen([sys.executable, "-m", "cpc.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
+
+
+RESUME_SETTINGS = [
+    "--set", "cpc_preset=small", "--set", "data.window=3200", "--set", "data.batch_size=4",
+    "--set", f"data.shards={SAMPLE / 'train'}", "--set", "val_shards=", "--set", "optim.warmup_steps=2", "--set", "optim.schedule=constant",
+    "--set", "train.checkpoint_every=3", "--set", "train.progress=false", "--set", "train.log_every=1",
+]
+
+
+def test_exact_resume_after_sigkill(tmp_path):
+    straight = cli("pretrain", "recipes/demo/cpc.yaml", *RESUME_SETTINGS, "--set", "train.steps=6",
+                   "--set", f"train.out={tmp_path / 'straight'}")
+    assert straight.wait(timeout=240) == 0, straight.stdout.read()
+    # Same recipe (constant lr after warm-up, so the total does not matter), run long; SIGKILL (no clean exit) as soon as the step-3 checkpoint exists, then resume to 6.
+    killed = cli("pretrain", "recipes/demo/cpc.yaml", *RESUME_SETTINGS, "--set", "train.steps=1000",
+                 "--set", f"train.out={tmp_path / 'killed'}")
+    deadline = time.time() + 240
+    while checkpoint.latest(tmp_path / "killed") is None and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.wait()
+    assert killed.returncode == -signal.SIGKILL
+    assert checkpoint.latest(tmp_path / "killed").name == "step-00000003.pt"
+    resumed = cli("pretrain", "recipes/demo/cpc.yaml", *RESUME_SETTINGS, "--set", "train.steps=6",
+                  "--set", f"train.out={tmp_path / 'killed'}", "--resume")
+    assert resumed.wait(timeout=240) == 0, resumed.stdout.read()
+    a, b = checkpoint.read(tmp_path / "straight"), checkpoint.read(tmp_path / "killed")
+    assert a["step"] == b["step"] == 6
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+
+
+def test_cli_pretrains_on_the_bundled_corpus_and_load_rebuilds_the_model(tmp_path):
+    out = tmp_path / "run"
+    run = cli("pretrain", "recipes/demo/cpc.yaml", "--set", "train.steps=4", "--set", "train.checkpoint_every=2",
+              "--set", "train.validate_every=2", "--set", "train.validation_batches=2", "--set", f"train.out={out}",
+              "--set", "data.window=3200", "--set", "train.progress=false")
+    output = run.communicate(timeout=240)[0]
+    assert run.returncode == 0, output
+    assert {p.name for p in out.iterdir()} >= {"step-00000002.pt", "step-00000004.pt", "log.csv", "curves.png"}
+    log = (out / "log.csv").read_text()
+    assert "val,loss_k1" in log and "train,audio-s/s" in log
+    model = cpc.load(out)
+    state = checkpoint.read(out)["model"]
+    assert all(torch.equal(v, state[f"model.{k}"]) for k, v in model.state_dict().items())
+    assert not model.training and model(torch.randn(1, 3200))["c"].shape == (1, 20, 64)
