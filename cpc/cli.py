@@ -50,7 +50,8 @@ def demo(args: argparse.Namespace) -> None:
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.shards import items_from_folder, items_from_manifest, read_alignments, safe_key, write_splits
+    from cpc.data.labels import read_splits
+    from cpc.data.shards import items_from_folder, items_from_manifest, read_alignments, write_splits
 
     source = Path(args.source)
     if source.is_dir():
@@ -59,14 +60,10 @@ def shards(args: argparse.Namespace) -> None:
         items = items_from_manifest(source)
     else:
         raise SystemExit(f"cpc shards: {source} is neither an audio folder nor a manifest file")
-    splits = None
-    if args.split:
-        splits = {}
-        for spec in args.split:
-            name, sep, path = spec.partition("=")
-            if not sep or not Path(path).is_file():
-                raise SystemExit(f"cpc shards: --split takes NAME=FILE with an existing file; got {spec!r}")
-            splits[name] = {safe_key(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()}
+    try:
+        splits = read_splits(args.split) if args.split else None
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"cpc shards: {error}") from None
     alignments = read_alignments(args.alignments) if args.alignments else None
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds, args.sample_rate)
 

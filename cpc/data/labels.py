@@ -35,3 +35,16 @@ def fit_labels(labels: np.ndarray, frames: int, key: str, tolerance: int = 1) ->
     if len(labels) >= frames:
         return labels[:frames]
     return np.concatenate([labels, np.full(frames - len(labels), labels[-1], dtype=labels.dtype)])
+
+
+def read_splits(specs: list[str]) -> dict[str, set[str]]:
+    """["train=train.txt", "test=test.txt"] -> {"train": {keys...}, ...}; each file lists one key per line."""
+    splits = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name:
+            raise ValueError(f"a split is NAME=FILE; got {spec!r}")
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"split list {path} (for split {name!r}) does not exist")
+        splits[name] = {safe_key(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()}
+    return splits

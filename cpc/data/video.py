@@ -4,7 +4,6 @@ windows of T frames -> batches {"frames": (B, T, H, W, C) uint8, "labels": per-f
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import re

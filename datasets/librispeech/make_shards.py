@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
+from cpc.data.labels import read_splits  # noqa: E402
 from cpc.data.shards import AudioItem, items_from_folder, read_alignments, safe_key, write_splits  # noqa: E402
 
 
@@ -42,17 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     items = librispeech_items(args.root)
     alignments = read_alignments(args.alignments) if args.alignments else None
-    splits = None
-    if args.split:
-        splits = {}
-        for spec in args.split:
-            name, sep, path = spec.partition("=")
-            if not sep:
-                parser.error(f"--split takes NAME=FILE; got {spec!r}")
-            splits[name] = {safe_key(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()}
-            unknown = splits[name] - {item.key for item in items}
-            if unknown:
-                print(f"{name}: {len(unknown)} listed utterances are not under {args.root} (e.g. {sorted(unknown)[0]})")
+    splits = read_splits(args.split) if args.split else None
+    for name, keys in (splits or {}).items():
+        unknown = keys - {item.key for item in items}
+        if unknown:
+            print(f"{name}: {len(unknown)} listed utterances are not under {args.root} (e.g. {sorted(unknown)[0]})")
     write_splits(items, args.out, splits, alignments, max_bytes=args.shard_mb * 1e6, max_seconds=args.max_seconds)
 
 
