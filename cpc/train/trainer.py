@@ -41,7 +41,7 @@ class TrainConfig:
     validation_batches: int = 50
     log_every: int = 10
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
-    compile: bool = False  # torch.compile the training step
+    compile: bool = False  # torch.compile the method's networks
     num_workers: int = 0
     progress: bool = True
 
@@ -84,7 +84,13 @@ class Trainer:
         self.device = device
         method.to(device)
         model = torch.nn.parallel.DistributedDataParallel(method) if world > 1 else method
-        step_fn = torch.compile(model) if cfg.compile else model
+        if cfg.compile:
+            # The networks are compiled, the loss runs eagerly: compiling the whole CPC step (torch 2.14, whose
+            # dynamo graph-breaks at the GRU) returned a loss without an autograd graph. Patching forward keeps
+            # state_dict keys unchanged.
+            for network in method.children():
+                network.forward = torch.compile(network.forward)
+        step_fn = model
         optimiser = build_optimiser(method.param_groups(self.optim_config.weight_decay), self.optim_config)
         schedule = build_schedule(optimiser, cfg.steps, self.optim_config)
         dtype = autocast_dtype(cfg.precision, device)

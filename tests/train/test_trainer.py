@@ -155,3 +155,11 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     assert any(not torch.equal(v, parameters(method)[k]) for k, v in before.items())
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
         fit(regression_method(), global_batches(2), tmp_path / "b", steps=1, precision="fp8")
+
+
+def test_compiled_networks_train_like_eager_ones(tmp_path):
+    eager, compiled = regression_method(), regression_method()
+    fit(eager, global_batches(2), tmp_path / "eager", steps=2)
+    fit(compiled, global_batches(2), tmp_path / "compiled", steps=2, compile=True)
+    for name, value in parameters(eager).items():
+        assert torch.allclose(value, parameters(compiled)[name], atol=1e-4), name
