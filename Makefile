@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cpc demo --out runs/demo
+	$(VENV)/bin/cpc pretrain recipes/demo/cpc.yaml
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

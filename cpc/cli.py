@@ -3,49 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-
-
-def demo(args: argparse.Namespace) -> None:
-    """Pretrain the small CPC model on toy audio made on the fly and show that it learns."""
-    import torch
-    from tqdm import tqdm
-
-    from cpc.data.synthetic import sinusoid_batch
-    from cpc.losses import chance_loss
-    from cpc.methods import CPCMethod, cpc_preset
-
-    torch.manual_seed(args.seed)
-    config = cpc_preset("small")
-    method = CPCMethod(config)
-    optimiser = torch.optim.Adam(method.parameters(), lr=args.lr)
-    warmup = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda step: min(1.0, (step + 1) / args.warmup))
-    generator = torch.Generator().manual_seed(args.seed)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    history = []
-    bar = tqdm(range(1, args.steps + 1), desc="pretraining CPC (toy audio)", unit="step")
-    for step in bar:
-        wav = sinusoid_batch(args.batch, args.samples, generator=generator)
-        loss, logs = method.training_step({"wav": wav})
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        warmup.step()
-        method.on_after_step(step)
-        record = {"step": step, **{k: round(float(v), 4) for k, v in logs.items()}}
-        history.append(record)
-        bar.set_postfix(loss=f"{record['infonce']:.3f}", acc=f"{record['accuracy']:.3f}")
-    (out / "history.json").write_text(json.dumps(history))
-    torch.save({"model": method.model.state_dict(), "config": config}, out / "model.pt")
-    first, last = history[0], history[-1]
-    chance = chance_loss(config.infonce.negatives)
-    print(f"InfoNCE loss {first['infonce']:.3f} -> {last['infonce']:.3f} (chance ln(N+1) = {chance:.3f}); "
-          f"prediction accuracy {first['accuracy']:.3f} -> {last['accuracy']:.3f} "
-          f"(chance {1 / (config.infonce.negatives + 1):.3f})")
-    print(f"wrote {out / 'model.pt'} and {out / 'history.json'}")
 
 
 def shards(args: argparse.Namespace) -> None:
@@ -88,16 +47,6 @@ def pretrain(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("demo", help="pretrain a small CPC model on toy audio and report its learning")
-    p.add_argument("--out", default="runs/demo")
-    p.add_argument("--steps", type=int, default=300)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--samples", type=int, default=20480)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--warmup", type=int, default=30, help="steps of linear learning-rate warm-up")
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(run=demo)
-
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
     p.add_argument("source", help="a folder of audio files, or a TSV manifest with path and speaker columns")
     p.add_argument("out", help="output folder; one sub-folder per --split")
