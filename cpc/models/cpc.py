@@ -63,6 +63,20 @@ class CPCModel(nn.Module):
         """Shortest input that leaves at least one position with all K future frames: (K + 1) frames."""
         return (self.steps + 1) * self.hop
 
+    @torch.no_grad()
+    def features(self, wav: torch.Tensor, layer: str = "c") -> torch.Tensor:
+        """Frame features: (samples,) -> (samples // hop, dim), or (batch, samples) -> (batch, frames, dim).
+        Each row is standardised on its own; for batches of unequal lengths use cpc.features.extract_batch."""
+        wav = torch.as_tensor(wav, dtype=torch.float32, device=next(self.parameters()).device)
+        single = wav.dim() == 1
+        batch = wav[None] if single else wav
+        if self.config.standardize:
+            batch = standardize(batch)
+        z = self.encoder(batch)
+        c, _ = self.ar(z)
+        out = select_layer(z, c, layer)
+        return out[0] if single else out
+
     def forward(self, wav: torch.Tensor) -> dict[str, torch.Tensor]:
         if wav.dim() != 2:
             raise ValueError(f"CPCModel expects a waveform of shape (batch, samples); got shape {tuple(wav.shape)}")
@@ -77,6 +91,20 @@ class CPCModel(nn.Module):
             out["regression"] = self.regressor(c)
             out["regression_target"] = z.detach() if self.logmel is None else self.logmel(wav)
         return out
+
+
+FEATURE_LAYERS = ("z", "c", "both")
+
+
+def check_layer(layer: str) -> None:
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"unknown feature layer {layer!r}; choose one of {FEATURE_LAYERS} (z: encoder, c: context)")
+
+
+def select_layer(z: torch.Tensor, c: torch.Tensor, layer: str) -> torch.Tensor:
+    """Encoder frames z, context c, or both concatenated along the feature axis."""
+    check_layer(layer)
+    return {"z": z, "c": c, "both": torch.cat([z, c], dim=-1)}[layer]
 
 
 def cpc_paper_config() -> CPCModelConfig:

@@ -1,0 +1,112 @@
+"""Frame-level features from a trained CPC model: one vector per 10 ms frame, exactly `samples // 160` frames.
+
+Three ways, all giving the same frames (within float rounding):
+- `extract(model, wav)`: one utterance at once;
+- `extract_batch(model, wavs)`: several utterances padded into one batch (zeros past an utterance's end are
+  exactly what whole-utterance encoding pads with, and every part of the model is causal or frame-local);
+- `FeatureStream(model, stats)`: pushing audio chunk by chunk (live audio, or hour-long files in bounded memory),
+  the encoder's receptive-field context and g_ar's state carried across chunks.
+
+Inputs are standardised with the utterance's own mean and standard deviation, as in training. A stream cannot
+see the future, so it takes them as `stats` (computed from the file, or from a calibration stretch of live audio).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from cpc.models.cpc import CPCModel, check_layer, select_layer
+
+def utterance_stats(wav: np.ndarray | torch.Tensor) -> tuple[float, float]:
+    """(mean, std) of one utterance, as the model's input standardisation computes them."""
+    wav = torch.as_tensor(wav, dtype=torch.float32)
+    return float(wav.mean()), float(wav.std(unbiased=False))
+
+
+@torch.no_grad()
+def extract_batch(model: CPCModel, wavs: Sequence[np.ndarray | torch.Tensor], layer: str = "c") -> list[torch.Tensor]:
+    """Features (frames, dim) for each waveform (samples,), computed as one zero-padded batch."""
+    check_layer(layer)  # a bad layer name fails before any work
+    model.eval()
+    device = next(model.parameters()).device
+    lengths = [len(w) for w in wavs]
+    if min(lengths) < model.hop:
+        raise ValueError(f"every waveform needs at least {model.hop} samples (one frame); got {min(lengths)}")
+    batch = torch.zeros(len(wavs), max(lengths), device=device)
+    for row, (wav, length) in enumerate(zip(wavs, lengths)):
+        wav = torch.as_tensor(wav, dtype=torch.float32, device=device)
+        if model.config.standardize:
+            mean, std = utterance_stats(wav)
+            wav = (wav - mean) / (std + 1e-5)
+        batch[row, :length] = wav  # zeros after the end, as whole-utterance encoding pads
+    z = model.encoder(batch)
+    c, _ = model.ar(z)
+    features = select_layer(z, c, layer)
+    return [features[row, : length // model.hop] for row, length in enumerate(lengths)]
+
+
+def extract(model: CPCModel, wav: np.ndarray | torch.Tensor, layer: str = "c") -> torch.Tensor:
+    """Features (samples // hop, dim) of one waveform (samples,)."""
+    return extract_batch(model, [wav], layer)[0]
+
+
+class FeatureStream:
+    """Push audio in chunks of any size, get the frames that are complete; `finish()` returns the last ones.
+
+    A frame t needs samples up to 160 t + 313 (the encoder looks ahead to the end of its receptive field), so a
+    chunk's last few frames come out with the next chunk. Memory is bounded by the chunk size.
+    """
+
+    def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c"):
+        check_layer(layer)
+        if model.config.encoder.norm == "instance":
+            raise ValueError("instance norm uses whole-sequence statistics: a model with it cannot be streamed")
+        self.model, self.layer = model.eval(), layer
+        self.mean, self.std = stats if model.config.standardize else (0.0, 1.0 - 1e-5)
+        encoder = model.encoder
+        self.hop, self.field = encoder.hop, encoder.field
+        self.device = next(model.parameters()).device
+        self.buffer = torch.zeros(1, encoder.pad_left, device=self.device)  # the left edge's zero padding
+        self.pad_right = encoder.pad_right
+        self.state = None
+        self.samples = 0
+        self.frames = 0
+
+    @torch.no_grad()
+    def push(self, chunk: np.ndarray | torch.Tensor) -> torch.Tensor:
+        """Frames completed by this chunk: (frames, dim), possibly zero frames."""
+        chunk = torch.as_tensor(chunk, dtype=torch.float32, device=self.device).reshape(1, -1)
+        self.samples += chunk.shape[1]
+        self.buffer = torch.cat([self.buffer, (chunk - self.mean) / (self.std + 1e-5)], dim=1)
+        return self.encode(self.samples // self.hop)
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor:
+        """The remaining frames, with the right edge's zero padding: afterwards exactly samples // hop in all."""
+        self.buffer = torch.cat([self.buffer, torch.zeros(1, self.pad_right, device=self.device)], dim=1)
+        return self.encode(self.samples // self.hop)
+
+    def encode(self, total_frames: int) -> torch.Tensor:
+        ready = min((self.buffer.shape[1] - self.field) // self.hop + 1, total_frames - self.frames)
+        if ready <= 0:
+            return torch.zeros(0, self.dim(), device=self.device)
+        z = self.model.encoder.encode_padded(self.buffer[:, : (ready - 1) * self.hop + self.field])
+        c, self.state = self.model.ar(z, self.state)
+        self.buffer = self.buffer[:, ready * self.hop :]
+        self.frames += ready
+        return select_layer(z, c, self.layer)[0]
+
+    def dim(self) -> int:
+        z, c = self.model.encoder.dim, self.model.config.ar.dim
+        return {"z": z, "c": c, "both": z + c}[self.layer]
+
+
+def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_samples: int, layer: str = "c") -> torch.Tensor:
+    """`extract` through a FeatureStream, `chunk_samples` at a time: bounded memory for hour-long files."""
+    stream = FeatureStream(model, utterance_stats(wav) if model.config.standardize else (0.0, 1.0), layer)
+    wav = torch.as_tensor(wav, dtype=torch.float32)
+    pieces = [stream.push(wav[start : start + chunk_samples]) for start in range(0, len(wav), chunk_samples)]
+    return torch.cat(pieces + [stream.finish()])
