@@ -44,6 +44,37 @@ def pretrain(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
 
 
+def probe(args: argparse.Namespace) -> None:
+    """Phone (frame) or speaker probes for each --features, with the same probe and split; a table, JSON, PNGs."""
+    import json
+
+    from cpc.probes import ProbeConfig, featurizer, load_utterances, phone_probe, plot_confusion, speaker_probe
+
+    try:
+        train, test = load_utterances(args.train), load_utterances(args.test)
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(f"cpc probe: {error}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
+                         batch_size=args.batch_size)
+    results = {}
+    for spec in args.features:
+        features = featurizer(spec, args.layer)
+        if args.task == "phones":
+            result = phone_probe(train, test, features, args.classes, config)
+        else:
+            result = speaker_probe(train, test, features, config)
+        name = Path(spec).name if Path(spec).exists() else spec.replace(":", "_")
+        plot_confusion(result.confusion, out / f"confusion_{args.task}_{name}.png", f"{args.task}: {spec}")
+        results[spec] = {"accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy,
+                         "best_epoch": result.best_epoch, "per_class": result.per_class}
+        print(f"{spec:<40} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
+              f"epoch {result.best_epoch})", flush=True)
+    (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
+    print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -64,6 +95,22 @@ def main(argv: list[str] | None = None) -> None:
                    help="override a recipe value, dotted for nested keys: --set optim.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out")
     p.set_defaults(run=pretrain)
+
+    p = commands.add_parser("probe", help="linear phone or speaker probes on frozen features")
+    p.add_argument("task", choices=["phones", "speakers"])
+    p.add_argument("--train", required=True, help="labelled training shards")
+    p.add_argument("--test", required=True, help="held-out shards, scored once")
+    p.add_argument("--features", action="append", required=True,
+                   help="a checkpoint (file or run folder), mfcc, logmel or random:PRESET; repeat to compare")
+    p.add_argument("--layer", default="c", choices=["z", "c", "both"])
+    p.add_argument("--context", type=int, default=0, help="frames of context each side (phones)")
+    p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
+    p.add_argument("--classes", type=int, default=40, help="phone classes (phones)")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--out", default="runs/probe")
+    p.set_defaults(run=probe)
     args = parser.parse_args(argv)
     args.run(args)
 

@@ -15,3 +15,14 @@ def test_shards_command_from_folder(tmp_path):
     assert len(resolve_shards(tmp_path / "out")) == 1
     with pytest.raises(SystemExit, match="neither an audio folder nor a manifest"):
         main(["shards", str(tmp_path / "missing"), str(tmp_path / "out2")])
+
+
+def test_probe_command_on_the_bundled_corpus(tmp_path):
+    import json
+
+    sample = "datasets/synthetic_speech/sample"
+    main(["probe", "phones", "--train", f"{sample}/test", "--test", f"{sample}/test", "--features", "mfcc",
+          "--epochs", "3", "--lr", "1e-2", "--batch-size", "64", "--out", str(tmp_path)])
+    result = json.loads((tmp_path / "phones.json").read_text())["results"]["mfcc"]
+    assert result["accuracy"] > 0.2  # 40 classes: chance is 0.025 (train and test overlap here: a smoke test)
+    assert (tmp_path / "confusion_phones_mfcc.png").exists()

@@ -1,0 +1,222 @@
+"""Probes on frozen frame features: linear (or one-hidden-layer) frame classification, e.g. phones, and speaker
+classification on mean-pooled utterance features; the epoch is chosen on a dev set, the test set is scored once.
+
+Baseline features go through the very same probe: MFCC (13 + deltas + delta-deltas) and log-mel, both on the
+10 ms frame grid of the CPC encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cpc.models.encoders import LogMelFrames
+
+
+@dataclass
+class ProbeConfig:
+    hidden: int = 0  # 0: linear probe; > 0: one hidden layer of that width
+    context: int = 0  # frames of context each side, stacked into one input vector
+    epochs: int = 20
+    lr: float = 1e-3
+    batch_size: int = 512
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class ProbeResult:
+    accuracy: float  # on the test set, with the probe of the best dev epoch
+    dev_accuracy: float
+    best_epoch: int
+    per_class: dict[int, float] = field(default_factory=dict)  # test accuracy per class present in the test set
+    confusion: np.ndarray | None = None  # (classes, classes) counts: rows true, columns predicted
+
+
+def with_context(features: torch.Tensor, context: int) -> torch.Tensor:
+    """(frames, dim) -> (frames, (2 context + 1) dim): each frame with its neighbours, edges repeated."""
+    if context == 0:
+        return features
+    padded = torch.cat([features[:1].expand(context, -1), features, features[-1:].expand(context, -1)])
+    return torch.cat([padded[i : i + len(features)] for i in range(2 * context + 1)], dim=1)
+
+
+def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], context: int = 0):
+    """Utterances' (frames, dim) features and (frames,) labels -> stacked (N, dim'), (N,), dropping label -1.
+    Feature and label counts must agree to within one frame (the longer is trimmed)."""
+    xs, ys = [], []
+    for number, (x, y) in enumerate(zip(features, labels)):
+        if abs(len(x) - len(y)) > 1:
+            raise ValueError(f"utterance {number}: {len(x)} feature frames but {len(y)} labels (tolerance 1)")
+        n = min(len(x), len(y))
+        x, y = with_context(x.float(), context)[:n], y[:n].long()
+        keep = y >= 0
+        xs.append(x[keep])
+        ys.append(y[keep])
+    return torch.cat(xs), torch.cat(ys)
+
+
+def train_probe(train, dev, test, classes: int, config: ProbeConfig = ProbeConfig()) -> ProbeResult:
+    """Each of train/dev/test is (features (N, dim), labels (N,)). Features are standardised with training
+    statistics; the probe of the epoch with the best dev accuracy is scored once on test."""
+    torch.manual_seed(config.seed)
+    mean, std = train[0].mean(0), train[0].std(0) + 1e-5
+    norm = lambda x: (x - mean) / std
+    dim = train[0].shape[1]
+    probe = (nn.Linear(dim, classes) if config.hidden == 0 else
+             nn.Sequential(nn.Linear(dim, config.hidden), nn.ReLU(), nn.Linear(config.hidden, classes)))
+    optimiser = torch.optim.Adam(probe.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    x, y = norm(train[0]), train[1]
+    best = (-1.0, 0, None)
+    for epoch in range(1, config.epochs + 1):
+        order = torch.randperm(len(x))
+        for start in range(0, len(x), config.batch_size):
+            rows = order[start : start + config.batch_size]
+            loss = F.cross_entropy(probe(x[rows]), y[rows])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        dev_accuracy = accuracy(probe, norm(dev[0]), dev[1])
+        if dev_accuracy > best[0]:
+            best = (dev_accuracy, epoch, {k: v.clone() for k, v in probe.state_dict().items()})
+    probe.load_state_dict(best[2])
+    with torch.no_grad():
+        predicted = probe(norm(test[0])).argmax(1)
+    confusion = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(confusion, (test[1].numpy(), predicted.numpy()), 1)
+    per_class = {c: float(confusion[c, c] / confusion[c].sum()) for c in range(classes) if confusion[c].sum()}
+    return ProbeResult(float((predicted == test[1]).float().mean()), best[0], best[1], per_class, confusion)
+
+
+@torch.no_grad()
+def accuracy(probe: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return float((probe(x).argmax(1) == y).float().mean()) if len(y) else 0.0
+
+
+class MfccFrames(nn.Module):
+    """13 MFCCs + deltas + delta-deltas (39 dims) on the CPC 10 ms frame grid: (batch, samples) -> (batch, frames, 39)."""
+
+    def __init__(self, sample_rate: int = 16000, hop: int = 160, window: int = 400):
+        super().__init__()
+        import torchaudio
+
+        self.logmel = LogMelFrames(sample_rate, n_mels=40, hop=hop, window=window)
+        self.dct = torchaudio.functional.create_dct(13, 40, norm="ortho")
+        self.dim = 39
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        import torchaudio
+
+        cepstra = self.logmel(wav) @ self.dct  # (batch, frames, 13)
+        delta = torchaudio.functional.compute_deltas(cepstra.transpose(1, 2))
+        delta2 = torchaudio.functional.compute_deltas(delta)
+        return torch.cat([cepstra, delta.transpose(1, 2), delta2.transpose(1, 2)], dim=2)
+
+
+def baseline_features(wav: torch.Tensor, kind: str) -> torch.Tensor:
+    """(samples,) -> (samples // 160, dim) MFCC or log-mel frames."""
+    extractor = {"mfcc": MfccFrames, "logmel": LogMelFrames}.get(kind)
+    if extractor is None:
+        raise ValueError(f"unknown baseline features {kind!r}; choose 'mfcc' or 'logmel'")
+    with torch.no_grad():
+        return extractor()(torch.as_tensor(wav, dtype=torch.float32)[None])[0]
+
+
+def pooled(features: list[torch.Tensor]) -> torch.Tensor:
+    """Utterance vectors for speaker probes: the mean of each utterance's frames, (utterances, dim)."""
+    return torch.stack([f.float().mean(0) for f in features])
+
+
+@dataclass
+class Utterance:
+    key: str
+    wav: torch.Tensor  # (samples,)
+    labels: torch.Tensor | None  # (frames,) or None
+    speaker: str
+
+
+def load_utterances(shards) -> list[Utterance]:
+    """Every utterance of a shard set once, in shard order, with its frame labels and speaker."""
+    from cpc.data.audio import AudioDataConfig, audio_stream
+
+    utterances = []
+    for batch in audio_stream(AudioDataConfig(shards=shards, batch_size=1), train=False, windows=False):
+        labels = batch["labels"][0] if "labels" in batch else None
+        utterances.append(Utterance(batch["key"][0], batch["wav"][0], labels, batch["speaker_name"][0]))
+    return utterances
+
+
+def featurizer(spec: str, layer: str = "c"):
+    """'mfcc', 'logmel', 'random:PRESET' (an untrained model of a preset) or a checkpoint path -> wav -> features."""
+    if spec in ("mfcc", "logmel"):
+        return lambda wav: baseline_features(wav, spec)
+    if spec.startswith("random:"):
+        from cpc.methods.cpc import cpc_preset
+        from cpc.models.cpc import CPCModel
+
+        torch.manual_seed(0)
+        model = CPCModel(cpc_preset(spec.split(":", 1)[1]).model).eval()
+    else:
+        import cpc
+
+        model = cpc.load(spec)
+    return lambda wav: model.features(wav, layer)
+
+
+def split_dev(utterances: list[Utterance], fraction: float = 0.1) -> tuple[list[Utterance], list[Utterance]]:
+    """(train, dev): every 1/fraction-th utterance in key order goes to dev, so dev is fixed and spans speakers."""
+    ordered = sorted(utterances, key=lambda u: u.key)
+    step = max(2, round(1 / fraction))
+    return [u for i, u in enumerate(ordered) if i % step], [u for i, u in enumerate(ordered) if i % step == 0]
+
+
+def phone_probe(train: list[Utterance], test: list[Utterance], features, classes: int,
+                config: ProbeConfig = ProbeConfig()) -> ProbeResult:
+    """Frame classification: epoch chosen on a dev part of `train`, scored once on `test`."""
+    missing = [u.key for u in train + test if u.labels is None]
+    if len(missing) == len(train + test):
+        raise ValueError("no utterance has frame labels: write the shards with --alignments")
+    fit, dev = split_dev([u for u in train if u.labels is not None])
+    sets = []
+    for part in (fit, dev, [u for u in test if u.labels is not None]):
+        sets.append(frame_dataset([features(u.wav) for u in part], [u.labels for u in part], config.context))
+    result = train_probe(*sets, classes=classes, config=config)
+    result.skipped = missing
+    return result
+
+
+def speaker_probe(train: list[Utterance], test: list[Utterance], features,
+                  config: ProbeConfig = ProbeConfig()) -> ProbeResult:
+    """Speaker id from mean-pooled features; test speakers must appear in train."""
+    speakers = sorted({u.speaker for u in train})
+    index = {s: i for i, s in enumerate(speakers)}
+    unknown = sorted({u.speaker for u in test} - set(index))
+    if unknown:
+        raise ValueError(f"test speakers absent from training: {unknown[:5]}")
+    fit, dev = split_dev(train)
+    sets = [(pooled([features(u.wav) for u in part]), torch.tensor([index[u.speaker] for u in part]))
+            for part in (fit, dev, test)]
+    return train_probe(*sets, classes=len(speakers), config=config)
+
+
+def plot_confusion(confusion: np.ndarray, png, title: str) -> None:
+    """Row-normalised confusion matrix (true rows, predicted columns) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    figure, axis = plt.subplots(figsize=(6, 5))
+    image = axis.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("true")
+    axis.set_title(title)
+    figure.colorbar(image)
+    figure.tight_layout()
+    figure.savefig(png, dpi=90)
+    plt.close(figure)

@@ -1,0 +1,54 @@
+import pytest
+import torch
+
+from cpc.probes import ProbeConfig, baseline_features, frame_dataset, pooled, train_probe, with_context
+
+
+def synthetic_split(informative: bool, utterances: int = 30, classes: int = 5, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    features, labels = [], []
+    for _ in range(utterances):
+        y = torch.randint(0, classes, (50,), generator=g)
+        noise = torch.randn(50, 8, generator=g)
+        x = noise + 4 * torch.nn.functional.one_hot(y, 8).float() if informative else noise
+        features.append(x)
+        labels.append(y)
+    return frame_dataset(features, labels)
+
+
+@pytest.mark.parametrize("hidden", [0, 16])
+def test_features_that_encode_the_label_score_near_100_and_noise_scores_chance(hidden):
+    config = ProbeConfig(hidden=hidden, epochs=10, batch_size=64, lr=1e-2)
+    good = train_probe(*(synthetic_split(True, seed=s) for s in (0, 1, 2)), classes=5, config=config)
+    assert good.accuracy > 0.97 and good.confusion.sum() == 1500
+    noise = train_probe(*(synthetic_split(False, seed=s) for s in (0, 1, 2)), classes=5, config=config)
+    assert 0.1 < noise.accuracy < 0.3  # chance is 0.2
+
+
+def test_epoch_is_chosen_on_dev_not_test():
+    train, dev = synthetic_split(True, seed=0), synthetic_split(True, seed=1)
+    test_x, test_y = synthetic_split(True, seed=2)
+    shuffled = (test_x, test_y[torch.randperm(len(test_y))])  # a test set no epoch can do well on
+    result = train_probe(train, dev, shuffled, classes=5, config=ProbeConfig(epochs=5, batch_size=64, lr=1e-2))
+    assert result.dev_accuracy > 0.95 and result.accuracy < 0.4
+
+
+def test_context_stacks_neighbours_with_repeated_edges():
+    x = torch.arange(4.0)[:, None]
+    assert with_context(x, 1).tolist() == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [2, 3, 3]]
+
+
+def test_label_mismatch_and_padding():
+    with pytest.raises(ValueError, match="utterance 0: 10 feature frames but 13 labels"):
+        frame_dataset([torch.zeros(10, 2)], [torch.zeros(13)])
+    x, y = frame_dataset([torch.zeros(4, 2)], [torch.tensor([1, -1, 2, 3, 0])])  # one label extra, one padding
+    assert y.tolist() == [1, 2, 3] and x.shape == (3, 2)
+
+
+def test_baselines_on_the_frame_grid():
+    wav = torch.randn(16000)
+    assert baseline_features(wav, "mfcc").shape == (100, 39)
+    assert baseline_features(wav, "logmel").shape == (100, 80)
+    assert pooled([torch.ones(3, 2), torch.zeros(5, 2)]).tolist() == [[1, 1], [0, 0]]
+    with pytest.raises(ValueError, match="unknown baseline features 'fbank'"):
+        baseline_features(wav, "fbank")
