@@ -44,6 +44,45 @@ def pretrain(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
 
 
+def extract(args: argparse.Namespace) -> None:
+    """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column."""
+    import json
+
+    import numpy as np
+    from tqdm import tqdm
+
+    import cpc
+    from cpc.data.shards import items_from_folder, load_audio, npy_bytes, write_shards
+    from cpc.features import extract_corpus
+    from cpc.probes import load_utterances
+
+    model = cpc.load(args.checkpoint)
+    source = Path(args.input)
+    if source.is_dir() and not (source / "index.json").exists():
+        items = items_from_folder(source)
+        utterances = ((item.key, load_audio(item.path, 16000)) for item in items)
+    else:
+        utterances = ((u.key, u.wav) for u in load_utterances(args.input))
+    dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
+    features = extract_corpus(model, utterances, args.layer, args.batch, int(args.chunk_seconds * 16000))
+    features = ((key, f.cpu().numpy().astype(dtype)) for key, f in tqdm(features, desc="extracting", unit="utt"))
+    out = Path(args.out)
+    if args.format == "npy":
+        out.mkdir(parents=True, exist_ok=True)
+        count = 0
+        for key, array in features:
+            np.save(out / f"{key}.npy", array)
+            count += 1
+        print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
+    else:
+        samples = ({"__key__": key, f"{args.layer}.npy": npy_bytes(array),
+                    "json": json.dumps({"frames": len(array), "dim": array.shape[1], "layer": args.layer,
+                                        "num_samples": len(array), "sample_rate": 100}).encode()}
+                   for key, array in features)
+        index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
+        print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
+
+
 def probe(args: argparse.Namespace) -> None:
     """Phone (frame) or speaker probes for each --features, with the same probe and split; a table, JSON, PNGs."""
     import json
@@ -95,6 +134,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="override a recipe value, dotted for nested keys: --set optim.lr=3e-4")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out")
     p.set_defaults(run=pretrain)
+
+    p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
+    p.add_argument("checkpoint", help="a checkpoint file or run folder")
+    p.add_argument("input", help="shards (index, folder with index.json, pattern) or a folder of audio files")
+    p.add_argument("out")
+    p.add_argument("--layer", default="c", choices=["z", "c", "both"])
+    p.add_argument("--format", default="npy", choices=["npy", "shards"], help="shards: same keys and order")
+    p.add_argument("--dtype", default="float32", choices=["float16", "float32"])
+    p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
+    p.add_argument("--chunk-seconds", type=float, default=0.0, help="> 0: stream each file in chunks this long")
+    p.set_defaults(run=extract)
 
     p = commands.add_parser("probe", help="linear phone or speaker probes on frozen features")
     p.add_argument("task", choices=["phones", "speakers"])

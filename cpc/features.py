@@ -110,3 +110,20 @@ def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_sampl
     wav = torch.as_tensor(wav, dtype=torch.float32)
     pieces = [stream.push(wav[start : start + chunk_samples]) for start in range(0, len(wav), chunk_samples)]
     return torch.cat(pieces + [stream.finish()])
+
+
+def extract_corpus(model: CPCModel, utterances, layer: str = "c", batch: int = 8, chunk_samples: int = 0):
+    """(key, wav) pairs -> (key, features) pairs in the same order: batched with padding, or streamed in chunks of
+    `chunk_samples` (bounded memory for very long recordings) when chunk_samples > 0."""
+    check_layer(layer)
+    pending: list[tuple[str, torch.Tensor]] = []
+    for key, wav in utterances:
+        if chunk_samples > 0:
+            yield key, extract_chunked(model, wav, chunk_samples, layer)
+            continue
+        pending.append((key, wav))
+        if len(pending) == batch:
+            yield from zip([k for k, _ in pending], extract_batch(model, [w for _, w in pending], layer))
+            pending = []
+    if pending:
+        yield from zip([k for k, _ in pending], extract_batch(model, [w for _, w in pending], layer))

@@ -26,3 +26,28 @@ def test_probe_command_on_the_bundled_corpus(tmp_path):
     result = json.loads((tmp_path / "phones.json").read_text())["results"]["mfcc"]
     assert result["accuracy"] > 0.2  # 40 classes: chance is 0.025 (train and test overlap here: a smoke test)
     assert (tmp_path / "confusion_phones_mfcc.png").exists()
+
+
+def test_extract_command_npy_and_shards_keep_keys_order_and_frames(tmp_path):
+    import numpy as np
+
+    from cpc.probes import load_utterances
+
+    sample = "datasets/synthetic_speech/sample/test"
+    main(["pretrain", "recipes/demo/cpc.yaml", "--set", "train.steps=1", "--set", f"train.out={tmp_path / 'run'}",
+          "--set", "data.window=3200", "--set", "val_shards=", "--set", "train.progress=false"])
+    main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "npy"), "--layer", "both", "--dtype", "float16"])
+    main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "streamed"), "--chunk-seconds", "0.7"])
+    main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "shards"), "--format", "shards"])
+    utterances = load_utterances(sample)
+    for u in utterances:
+        both = np.load(tmp_path / "npy" / f"{u.key}.npy")
+        assert both.shape == (len(u.wav) // 160, 64 + 64) and both.dtype == np.float16
+        streamed = np.load(tmp_path / "streamed" / f"{u.key}.npy")
+        assert np.allclose(streamed, both[:, 64:].astype(np.float32), atol=2e-3)  # float16 rounding
+    import webdataset as wds
+
+    from cpc.data.shards import resolve_shards
+
+    keys = [s["__key__"] for s in wds.WebDataset(resolve_shards(tmp_path / "shards"), shardshuffle=False)]
+    assert keys == [u.key for u in utterances]
