@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/cpc pretrain recipes/demo/cpc.yaml
+	$(PY) recipes/demo/demo.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q tests

@@ -32,7 +32,7 @@ class PretrainConfig:
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), data: dict | None = None) -> PretrainConfig:
     """Recipe YAML (or a dict) + `--set` overrides -> PretrainConfig, the CPC preset applied first."""
-    tree = configs.merge(configs.read_yaml(path) if path is not None else (data or {}),
+    tree = configs.merge(configs.read_yaml(path) if path is not None else dict(data or {}),
                          configs.parse_overrides(list(overrides)))
     cpc_section = tree.pop("cpc", {})
     config = configs.from_dict(PretrainConfig, tree)
@@ -72,8 +72,6 @@ def load_model(path: str | Path):
     state = checkpoint.read(path)
     if not state.get("config"):
         raise ValueError(f"checkpoint {path} carries no config; it was not written by cpc's trainer")
-    config = configs.from_dict(PretrainConfig, {k: v for k, v in state["config"].items() if k != "cpc"})
-    config = replace(config, cpc=configs.from_dict(CPCConfig, state["config"]["cpc"], where="cpc"))
-    method = build_method(config)
+    method = build_method(load_config(data=state["config"]))
     method.load_state_dict(state["model"])
     return method.model.eval()

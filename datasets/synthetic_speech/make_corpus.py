@@ -194,11 +194,11 @@ def frame_labels(phones: list[tuple[str, float]], samples: int) -> np.ndarray:
     return ids[np.minimum(np.searchsorted(ends, centres, side="right"), len(ids) - 1)].astype(np.int16)
 
 
-def synthesise(out: Path, utterances: int, seed: int, test_fraction: float) -> tuple[list[AudioItem], list[str]]:
+def synthesise(out: Path, utterances: int, seed: int, test_fraction: float, offset: int = 0):
     speakers = list(FLITE_SPEAKERS) + list(FESTIVAL_SPEAKERS) + list(ESPEAK_SPEAKERS)
     espeak = ESpeak()
     rng = random.Random(seed)
-    texts = sentences_on_disk(utterances, seed)
+    texts = sentences_on_disk(offset + utterances, seed)[offset:]
     test_texts = set(texts[: max(1, int(len(texts) * test_fraction))])  # held-out sentences, not just recordings
     items, lines, test = [], [], []
     from tqdm import tqdm
@@ -239,6 +239,8 @@ def main() -> None:
     parser.add_argument("--utterances", type=int, default=400)
     parser.add_argument("--test-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip this many sentences: --offset 110 gives sentences the shipped sample never uses")
     parser.add_argument("--max-mb", type=float, default=500, help="shard size")
     parser.add_argument("--keep-wav", action="store_true", help="keep the wav/ folder next to the shards")
     parser.add_argument("--no-install", action="store_true")
@@ -246,7 +248,7 @@ def main() -> None:
     ensure_synthesisers(install=not args.no_install)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    items, test = synthesise(out, args.utterances, args.seed, args.test_fraction)
+    items, test = synthesise(out, args.utterances, args.seed, args.test_fraction, args.offset)
     alignments = read_alignments(out / "converted_aligned_phones.txt")
     test_set = set(test)
     train = [i.key for i in items if i.key not in test_set]
