@@ -107,9 +107,14 @@ def probe(args: argparse.Namespace) -> None:
         name = Path(spec).name if Path(spec).exists() else spec.replace(":", "_")
         plot_confusion(result.confusion, out / f"confusion_{args.task}_{name}.png", f"{args.task}: {spec}")
         results[spec] = {"accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy,
-                         "best_epoch": result.best_epoch, "per_class": result.per_class}
+                         "best_epoch": result.best_epoch, "per_class": result.per_class,
+                         "left_out": result.problems}
         print(f"{spec:<40} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
               f"epoch {result.best_epoch})", flush=True)
+        for problem in result.problems[:5]:
+            print(f"  left out: {problem}")
+        if len(result.problems) > 5:
+            print(f"  ... and {len(result.problems) - 5} more utterances left out")
     (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
     print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}")
 

@@ -35,6 +35,7 @@ class ProbeResult:
     best_epoch: int
     per_class: dict[int, float] = field(default_factory=dict)  # test accuracy per class present in the test set
     confusion: np.ndarray | None = None  # (classes, classes) counts: rows true, columns predicted
+    problems: list[str] = field(default_factory=list)  # utterances left out, and why
 
 
 def with_context(features: torch.Tensor, context: int) -> torch.Tensor:
@@ -45,18 +46,26 @@ def with_context(features: torch.Tensor, context: int) -> torch.Tensor:
     return torch.cat([padded[i : i + len(features)] for i in range(2 * context + 1)], dim=1)
 
 
-def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], context: int = 0):
+def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], context: int = 0,
+                  problems: list[str] | None = None, keys: list[str] | None = None):
     """Utterances' (frames, dim) features and (frames,) labels -> stacked (N, dim'), (N,), dropping label -1.
-    Feature and label counts must agree to within one frame (the longer is trimmed)."""
+    Feature and label counts must agree to within one frame (the longer is trimmed); an utterance off by more
+    raises, or, when a `problems` list is given, is reported there and left out while the rest still count."""
     xs, ys = [], []
     for number, (x, y) in enumerate(zip(features, labels)):
         if abs(len(x) - len(y)) > 1:
-            raise ValueError(f"utterance {number}: {len(x)} feature frames but {len(y)} labels (tolerance 1)")
+            message = f"{keys[number] if keys else f'utterance {number}'}: {len(x)} feature frames but {len(y)} labels (tolerance 1)"
+            if problems is None:
+                raise ValueError(message)
+            problems.append(message)
+            continue
         n = min(len(x), len(y))
         x, y = with_context(x.float(), context)[:n], y[:n].long()
         keep = y >= 0
         xs.append(x[keep])
         ys.append(y[keep])
+    if not xs:
+        raise ValueError("no utterance with usable frame labels in this split" + (f": {problems[-3:]}" if problems else ""))
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -177,15 +186,16 @@ def split_dev(utterances: list[Utterance], fraction: float = 0.1) -> tuple[list[
 def phone_probe(train: list[Utterance], test: list[Utterance], features, classes: int,
                 config: ProbeConfig = ProbeConfig()) -> ProbeResult:
     """Frame classification: epoch chosen on a dev part of `train`, scored once on `test`."""
-    missing = [u.key for u in train + test if u.labels is None]
-    if len(missing) == len(train + test):
+    problems = [f"{u.key}: no frame labels (no alignment)" for u in train + test if u.labels is None]
+    if len(problems) == len(train + test):
         raise ValueError("no utterance has frame labels: write the shards with --alignments")
     fit, dev = split_dev([u for u in train if u.labels is not None])
     sets = []
     for part in (fit, dev, [u for u in test if u.labels is not None]):
-        sets.append(frame_dataset([features(u.wav) for u in part], [u.labels for u in part], config.context))
+        sets.append(frame_dataset([features(u.wav) for u in part], [u.labels for u in part], config.context,
+                                  problems, [u.key for u in part]))
     result = train_probe(*sets, classes=classes, config=config)
-    result.skipped = missing
+    result.problems = problems
     return result
 
 
