@@ -8,6 +8,7 @@ Baseline features go through the very same probe: MFCC (13 + deltas + delta-delt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -160,19 +161,24 @@ def load_utterances(shards) -> list[Utterance]:
 
 
 def featurizer(spec: str, layer: str = "c"):
-    """'mfcc', 'logmel', 'random:PRESET' (an untrained model of a preset) or a checkpoint path -> wav -> features."""
+    """'mfcc', 'logmel', a checkpoint path, or 'random:PRESET' / 'random:CHECKPOINT' (that architecture, untrained)
+    -> a function wav -> features."""
     if spec in ("mfcc", "logmel"):
         return lambda wav: baseline_features(wav, spec)
+    from cpc.train.pretrain import load_model
+
     if spec.startswith("random:"):
-        from cpc.methods.cpc import cpc_preset
-        from cpc.models.cpc import CPCModel
+        source = spec.split(":", 1)[1]
+        if Path(source).exists():
+            model = load_model(source, weights=False)
+        else:
+            from cpc.methods.cpc import cpc_preset
+            from cpc.models.cpc import CPCModel
 
-        torch.manual_seed(0)
-        model = CPCModel(cpc_preset(spec.split(":", 1)[1]).model).eval()
+            torch.manual_seed(0)
+            model = CPCModel(cpc_preset(source).model).eval()
     else:
-        import cpc
-
-        model = cpc.load(spec)
+        model = load_model(spec)
     return lambda wav: model.features(wav, layer)
 
 

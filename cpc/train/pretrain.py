@@ -65,13 +65,16 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, float]:
     return trainer.fit(resume=resume)
 
 
-def load_model(path: str | Path):
-    """A checkpoint file (or the folder of a run: its newest checkpoint) -> the trained model, in eval mode."""
+def load_model(path: str | Path, weights: bool = True):
+    """A checkpoint file (or the folder of a run: its newest checkpoint) -> the trained model, in eval mode;
+    weights=False gives the same architecture freshly initialised (seed 0), for random-init baselines."""
     from cpc.train import checkpoint
 
     state = checkpoint.read(path)
     if not state.get("config"):
         raise ValueError(f"checkpoint {path} carries no config; it was not written by cpc's trainer")
+    torch.manual_seed(0)
     method = build_method(load_config(data=state["config"]))
-    method.load_state_dict(state["model"])
+    if weights:
+        method.load_state_dict(state["model"])
     return method.model.eval()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     rows = []
     if args.steps:
         config = load_config(ROOT / "recipes" / "demo" / "cpc.yaml",
@@ -42,7 +44,7 @@ def main() -> None:
         rows.append((f"CPC small, {args.steps} steps (this run)", str(out / "cpc")))
     if SHIPPED.exists():
         rows.append(("CPC 128-ch, shipped checkpoint", str(SHIPPED)))
-        rows.append(("random init, shipped architecture", "random:shipped"))
+        rows.append(("random init, shipped architecture", f"random:{SHIPPED}"))
     rows += [("random init, small architecture", "random:small"), ("MFCC (39)", "mfcc"), ("log-mel (80)", "logmel")]
     print("2. probes on held-out sentences (train split for the probe, its tenth for choosing the epoch)")
     train, test = load_utterances(SAMPLE / "train"), load_utterances(SAMPLE / "test")
@@ -50,10 +52,10 @@ def main() -> None:
     speakers = ProbeConfig(epochs=200, batch_size=16, lr=1e-2)
     table, results = [], {}
     for name, spec in rows:
-        features = featurizer(shipped_random() if spec == "random:shipped" else spec, "c")
+        features = featurizer(spec, "c")
         phone = phone_probe(train, test, features, 40, phones)
         speaker = speaker_probe(train, test, features, speakers)
-        slug = spec.replace(":", "_").replace("/", "_")
+        slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
         plot_confusion(phone.confusion, out / f"confusion_{slug}.png", f"phones: {name}")
         results[name] = {"phone_accuracy": phone.accuracy, "speaker_accuracy": speaker.accuracy}
         table.append(f"| {name:<36} | {100 * phone.accuracy:5.1f} | {100 * speaker.accuracy:5.1f} |")
@@ -63,21 +65,6 @@ def main() -> None:
     print("\n".join(table))
     print(f"\nlinear probes, phones with +-1 frame of context, 40 classes (chance 2.5 %), 11 speakers (chance 9.1 %);"
           f"\nconfusion matrices: {out}/confusion_*.png; numbers: {out}/results.json")
-
-
-def shipped_random() -> str:
-    """A checkpoint-free spec for an untrained model of the shipped architecture: saved once, then loaded."""
-    from cpc.train.checkpoint import read
-    from cpc.train.pretrain import build_method
-
-    path = Path("runs/demo/random_shipped.pt")
-    if not path.exists():
-        state = read(SHIPPED)
-        config = load_config(data=state["config"])
-        torch.manual_seed(0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"model": build_method(config).state_dict(), "config": state["config"]}, path)
-    return str(path)
 
 
 if __name__ == "__main__":
