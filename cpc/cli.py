@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -83,38 +84,55 @@ def extract(args: argparse.Namespace) -> None:
         print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
 
 
+def feature_name(spec: str) -> str:
+    """A file-name-safe name for a --features spec: a checkpoint's file name, "random_<name>", "mfcc", ..."""
+    prefix, source = ("random_", spec[len("random:"):]) if spec.startswith("random:") else ("", spec)
+    return re.sub(r"[^\w.-]+", "_", prefix + (Path(source).name if Path(source).exists() else source))
+
+
 def probe(args: argparse.Namespace) -> None:
-    """Phone (frame) or speaker probes for each --features, with the same probe and split; a table, JSON, PNGs."""
+    """Phone (frame) or speaker probes, or video-clip probes (each clip target from pooled features, per-frame
+    labels frame by frame), for each --features with the same probe and split; a table, JSON, PNGs."""
     import json
 
-    from cpc.probes import ProbeConfig, featurizer, load_utterances, phone_probe, plot_confusion, speaker_probe
+    from cpc.probes import (ProbeConfig, class_probe, featurizer, frame_probe, load_clips, load_utterances,
+                            plot_confusion)
 
     try:
-        train, test = load_utterances(args.train), load_utterances(args.test)
+        load = load_clips if args.task == "clips" else load_utterances
+        train, test = load(args.train), load(args.test)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"cpc probe: {error}") from None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size)
+    tasks = {"phones": {"phones": lambda f: frame_probe(train, test, f, args.classes, config)},
+             "speakers": {"speakers": lambda f: class_probe(train, test, f, lambda u: u.speaker, config)}}
+    if args.task == "clips":
+        tasks["clips"] = {name: (lambda f, name=name: class_probe(train, test, f, lambda c: c.targets[name], config))
+                          for name in (args.target or sorted(train[0].targets))}
+        if train[0].labels is not None:
+            tasks["clips"]["frame labels"] = lambda f: frame_probe(train, test, f, args.classes, config)
     results = {}
     for spec in args.features:
         features = featurizer(spec, args.layer)
-        if args.task == "phones":
-            result = phone_probe(train, test, features, args.classes, config)
-        else:
-            result = speaker_probe(train, test, features, config)
-        name = Path(spec).name if Path(spec).exists() else spec.replace(":", "_")
-        plot_confusion(result.confusion, out / f"confusion_{args.task}_{name}.png", f"{args.task}: {spec}")
-        results[spec] = {"accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy,
-                         "best_epoch": result.best_epoch, "per_class": result.per_class,
-                         "left_out": result.problems}
-        print(f"{spec:<40} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
-              f"epoch {result.best_epoch})", flush=True)
-        for problem in result.problems[:5]:
-            print(f"  left out: {problem}")
-        if len(result.problems) > 5:
-            print(f"  ... and {len(result.problems) - 5} more utterances left out")
+        name = feature_name(spec)
+        for task, run in tasks[args.task].items():
+            result = run(features)
+            slug = task.replace(" ", "_")
+            plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}")
+            results.setdefault(spec, {})[task] = {
+                "accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy, "best_epoch": result.best_epoch,
+                "per_class": result.per_class, "left_out": result.problems}
+            print(f"{spec:<40} {task:<12} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
+                  f"epoch {result.best_epoch})", flush=True)
+            for problem in result.problems[:5]:
+                print(f"  left out: {problem}")
+            if len(result.problems) > 5:
+                print(f"  ... and {len(result.problems) - 5} more left out")
+    if args.task != "clips":  # one task: keep the flat {spec: result} layout
+        results = {spec: tasks_done[args.task] for spec, tasks_done in results.items()}
     (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
     print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}")
 
@@ -151,16 +169,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--chunk-seconds", type=float, default=0.0, help="> 0: stream each file in chunks this long")
     p.set_defaults(run=extract)
 
-    p = commands.add_parser("probe", help="linear phone or speaker probes on frozen features")
-    p.add_argument("task", choices=["phones", "speakers"])
+    p = commands.add_parser("probe", help="linear phone, speaker or video-clip probes on frozen features")
+    p.add_argument("task", choices=["phones", "speakers", "clips"],
+                   help="clips: each clip target (e.g. digit) from pooled features, per-frame labels by frame")
     p.add_argument("--train", required=True, help="labelled training shards")
     p.add_argument("--test", required=True, help="held-out shards, scored once")
     p.add_argument("--features", action="append", required=True,
                    help="a checkpoint (file or run folder), mfcc, logmel or random:PRESET; repeat to compare")
-    p.add_argument("--layer", default="c", choices=["z", "c", "both"])
+    p.add_argument("--layer", default="c", choices=["z", "c", "both", "appearance"],
+                   help="appearance: video frames' spatially pooled trunk maps")
     p.add_argument("--context", type=int, default=0, help="frames of context each side (phones)")
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
-    p.add_argument("--classes", type=int, default=40, help="phone classes (phones)")
+    p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
+    p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe (default: all)")
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=512)

@@ -1,5 +1,5 @@
-"""Probes on frozen frame features: linear (or one-hidden-layer) frame classification, e.g. phones, and speaker
-classification on mean-pooled utterance features; the epoch is chosen on a dev set, the test set is scored once.
+"""Probes on frozen frame features: linear (or one-hidden-layer) frame classification, e.g. phones or the motion
+direction in each video frame, and sequence classification on mean-pooled features (speakers, a clip's digit); the epoch is chosen on a dev set, the test set is scored once.
 
 Baseline features go through the very same probe: MFCC (13 + deltas + delta-deltas) and log-mel, both on the
 10 ms frame grid of the CPC encoder.
@@ -148,6 +148,23 @@ class Utterance:
     labels: torch.Tensor | None  # (frames,) or None
     speaker: str
 
+    @property
+    def inputs(self) -> torch.Tensor:
+        """What a featurizer reads."""
+        return self.wav
+
+
+@dataclass
+class Clip:
+    key: str
+    frames: torch.Tensor  # (T, H, W, C) uint8
+    labels: torch.Tensor | None  # (T,) per-frame ids (e.g. motion direction) or None
+    targets: dict[str, int]  # clip-level class ids, e.g. {"digit": 3}
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        return self.frames
+
 
 def load_utterances(shards) -> list[Utterance]:
     """Every utterance of a shard set once, in shard order, with its frame labels and speaker."""
@@ -158,6 +175,18 @@ def load_utterances(shards) -> list[Utterance]:
         labels = batch["labels"][0] if "labels" in batch else None
         utterances.append(Utterance(batch["key"][0], batch["wav"][0], labels, batch["speaker_name"][0]))
     return utterances
+
+
+def load_clips(shards) -> list[Clip]:
+    """Every video clip of a shard set once, whole, with its per-frame labels and clip targets."""
+    from cpc.data.video import VideoDataConfig, video_stream
+
+    clips = []
+    for batch in video_stream(VideoDataConfig(shards=shards, batch_size=1), train=False, windows=False):
+        labels = batch["labels"][0] if "labels" in batch else None
+        targets = {name: int(ids[0]) for name, ids in batch.get("targets", {}).items()}
+        clips.append(Clip(batch["key"][0], batch["frames"][0], labels, targets))
+    return clips
 
 
 def featurizer(spec: str, layer: str = "c"):
@@ -182,41 +211,50 @@ def featurizer(spec: str, layer: str = "c"):
     return lambda wav: model.features(wav, layer)
 
 
-def split_dev(utterances: list[Utterance], fraction: float = 0.1) -> tuple[list[Utterance], list[Utterance]]:
+def split_dev(utterances: list, fraction: float = 0.1) -> tuple[list, list]:
     """(train, dev): every 1/fraction-th utterance in key order goes to dev, so dev is fixed and spans speakers."""
     ordered = sorted(utterances, key=lambda u: u.key)
     step = max(2, round(1 / fraction))
     return [u for i, u in enumerate(ordered) if i % step], [u for i, u in enumerate(ordered) if i % step == 0]
 
 
-def phone_probe(train: list[Utterance], test: list[Utterance], features, classes: int,
-                config: ProbeConfig = ProbeConfig()) -> ProbeResult:
-    """Frame classification: epoch chosen on a dev part of `train`, scored once on `test`."""
+def frame_probe(train: list, test: list, features, classes: int, config: ProbeConfig = ProbeConfig()) -> ProbeResult:
+    """Frame classification (phones of utterances, motion direction of clips): epoch chosen on a dev part of
+    `train`, scored once on `test`. Items without frame labels are left out and reported."""
     problems = [f"{u.key}: no frame labels (no alignment)" for u in train + test if u.labels is None]
     if len(problems) == len(train + test):
         raise ValueError("no utterance has frame labels: write the shards with --alignments")
     fit, dev = split_dev([u for u in train if u.labels is not None])
     sets = []
     for part in (fit, dev, [u for u in test if u.labels is not None]):
-        sets.append(frame_dataset([features(u.wav) for u in part], [u.labels for u in part], config.context,
+        sets.append(frame_dataset([features(u.inputs) for u in part], [u.labels for u in part], config.context,
                                   problems, [u.key for u in part]))
     result = train_probe(*sets, classes=classes, config=config)
     result.problems = problems
     return result
 
 
+phone_probe = frame_probe
+
+
+def class_probe(train: list, test: list, features, label, config: ProbeConfig = ProbeConfig()) -> ProbeResult:
+    """Sequence classification from mean-pooled features; `label(item)` names each item's class (a speaker, a
+    clip's digit); every test class must appear in train."""
+    classes = sorted({label(u) for u in train})
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted({label(u) for u in test} - set(index), key=str)
+    if unknown:
+        raise ValueError(f"test classes absent from training: {unknown[:5]}")
+    fit, dev = split_dev(train)
+    sets = [(pooled([features(u.inputs) for u in part]), torch.tensor([index[label(u)] for u in part]))
+            for part in (fit, dev, test)]
+    return train_probe(*sets, classes=len(classes), config=config)
+
+
 def speaker_probe(train: list[Utterance], test: list[Utterance], features,
                   config: ProbeConfig = ProbeConfig()) -> ProbeResult:
     """Speaker id from mean-pooled features; test speakers must appear in train."""
-    speakers = sorted({u.speaker for u in train})
-    index = {s: i for i, s in enumerate(speakers)}
-    unknown = sorted({u.speaker for u in test} - set(index))
-    if unknown:
-        raise ValueError(f"test speakers absent from training: {unknown[:5]}")
-    fit, dev = split_dev(train)
-    sets = [(pooled([features(u.wav) for u in part]), torch.tensor([index[u.speaker] for u in part]))
-            for part in (fit, dev, test)]
-    return train_probe(*sets, classes=len(speakers), config=config)
+    return class_probe(train, test, features, lambda u: u.speaker, config)
 
 
 def plot_confusion(confusion: np.ndarray, png, title: str) -> None:

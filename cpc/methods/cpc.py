@@ -11,7 +11,8 @@ import torch
 from cpc.losses.infonce import InfoNCEConfig, chance_loss, info_nce, sample_negatives
 from cpc.losses.predictive import predictive_coding_loss
 from cpc.methods.base import Method
-from cpc.models.cpc import CPCModel, CPCModelConfig, cpc_base_config, cpc_paper_config, cpc_small_config
+from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base_config, cpc_paper_config, cpc_small_config,
+                            cpc_video_config)
 
 
 @dataclass
@@ -27,11 +28,13 @@ class CPCConfig:
 
 
 def cpc_preset(name: str) -> CPCConfig:
-    """Full CPC setups by name: "paper" (Oord et al.), "base" (CPC_audio-like), "small" (tests, CPU demos)."""
+    """Full CPC setups by name: "paper" (Oord et al.), "base" (CPC_audio-like), "small" (tests, CPU demos),
+    "video" (frame sequences such as moving digits)."""
     presets = {
         "paper": lambda: CPCConfig(model=cpc_paper_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
         "base": lambda: CPCConfig(model=cpc_base_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
         "small": lambda: CPCConfig(model=cpc_small_config(), infonce=InfoNCEConfig(negatives=32, policy="batch")),
+        "video": lambda: CPCConfig(model=cpc_video_config(), infonce=InfoNCEConfig(negatives=64, policy="batch")),
     }
     if name not in presets:
         raise ValueError(f"unknown CPC preset {name!r}; choose one of {sorted(presets)}")
@@ -70,7 +73,8 @@ class ChanceWatch:
 
 
 class CPCMethod(Method):
-    """batch {"wav": (B, samples), optional "speaker": (B,)} -> loss and logs (per-k InfoNCE loss and accuracy)."""
+    """batch {"wav": (B, samples)} (audio) or {"frames": (B, T, H, W, C) uint8} (video), optional "speaker": (B,)
+    -> loss and logs (per-k InfoNCE loss and accuracy)."""
 
     def __init__(self, config: CPCConfig = CPCConfig()):
         super().__init__()
@@ -87,23 +91,30 @@ class CPCMethod(Method):
         )
 
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        wav = batch["wav"]
-        if wav.dim() != 2:
-            raise ValueError(f"batch['wav'] must be (batch, samples); got shape {tuple(wav.shape)}")
-        if wav.shape[1] < self.model.min_training_samples():
+        model = self.model
+        if model.input_key not in batch:
+            raise ValueError(f"this CPC model ({model.config.modality}) reads batch[{model.input_key!r}]; "
+                             f"the batch has {sorted(batch)}")
+        x = batch[model.input_key]
+        model.check_input(x)
+        if x.shape[1] < model.min_training_samples():
+            unit = "frames" if model.video else f"samples ({model.steps + 1} frames of {model.hop})"
             raise ValueError(
-                f"K = {self.model.steps} prediction steps need at least {self.model.min_training_samples()} samples "
-                f"({self.model.steps + 1} frames of {self.model.hop}); got {wav.shape[1]}"
+                f"K = {model.steps} prediction steps need at least {model.min_training_samples()} {unit}; "
+                f"got {x.shape[1]}"
             )
-        out = self.model(wav)
-        loss = wav.new_zeros(())
+        out = self.model(x)
+        loss = out["z"].new_zeros((), dtype=torch.float32)
         logs: dict[str, torch.Tensor] = {}
         if self.use_infonce:
             z = out["z"]
             cfg = self.config.infonce
+            speakers = batch.get("speaker")
+            if speakers is not None and model.cells > 1:  # every grid cell of a clip is its own sequence
+                speakers = speakers.repeat_interleave(model.cells)
             negative_idx = sample_negatives(
-                cfg.policy, z.shape[0], z.shape[1], z.shape[1] - self.model.steps, cfg.negatives,
-                speakers=batch.get("speaker"), device=z.device,
+                cfg.policy, z.shape[0], z.shape[1], z.shape[1] - model.steps, cfg.negatives,
+                speakers=speakers, device=z.device,
             )
             nce = info_nce(out["pred"], z, negative_idx, cfg.temperature, cfg.scale_by_dim, cfg.exclude_positive)
             loss = loss + self.config.infonce_weight * nce.loss
@@ -123,6 +134,8 @@ class CPCMethod(Method):
         return loss, logs
 
     def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
+        if self.model.video:
+            return float(batch["frames"].shape[0] * batch["frames"].shape[1]), "frames"
         return batch["wav"].numel() / self.sample_rate, "audio-s"
 
     def on_after_step(self, step: int) -> None:

@@ -10,6 +10,8 @@ from cpc.models.cpc import (
     cpc_paper_config,
     cpc_small,
     cpc_small_config,
+    cpc_video_config,
 )
-from cpc.models.encoders import ConvEncoder, ConvEncoderConfig, LogMelFrames, standardize
+from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, FrameEncoderConfig, ImageEncoder,
+                                 ImageEncoderConfig, LogMelFrames, standardize)
 from cpc.models.heads import PredictionHeads, PredictorConfig

@@ -5,29 +5,39 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from einops import rearrange, reduce
 from torch import nn
 
 from cpc.models.autoregressive import AutoregressiveConfig, build_autoregressive
-from cpc.models.encoders import ConvEncoder, ConvEncoderConfig, LogMelFrames, standardize
+from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, FrameEncoderConfig, LogMelFrames,
+                                 standardize, standardize_frames)
 from cpc.models.heads import PredictionHeads, PredictorConfig
 
 REGRESSION_TARGETS = ("none", "z", "logmel")
+MODALITIES = ("audio", "video")
 
 
 @dataclass
 class CPCModelConfig:
+    # "audio": waveforms (B, samples) through `encoder`; "video": frames (B, T, H, W, C) through `frames`.
+    modality: str = "audio"
     encoder: ConvEncoderConfig = field(default_factory=ConvEncoderConfig)
+    frames: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
     ar: AutoregressiveConfig = field(default_factory=AutoregressiveConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
     # Predictive-coding regression head: predict future encoder frames "z" (detached) or "logmel" frames.
     regression_target: str = "none"
     n_mels: int = 80
-    # Each input row to zero mean, unit variance: without it an untrained encoder outputs mostly its biases.
+    # Each input row (audio) or frame (video) to zero mean, unit variance: without it an untrained encoder outputs
+    # mostly its biases.
     standardize: bool = True
 
 
 class CPCModel(nn.Module):
-    """forward(wav (batch, samples)) -> {"z": (B, T, D_enc), "c": (B, T, D_ar), "pred": (B, T, K, D_enc), ...}."""
+    """forward(wav (B, samples) or frames (B, T, H, W, C)) ->
+    {"z": (B', T, D_enc), "c": (B', T, D_ar), "pred": (B', T, K, D_enc), ...}, where B' = B, or B * cells when a
+    video encoder gives one vector per grid cell (each cell is then its own sequence, as in Dense Predictive Coding).
+    """
 
     def __init__(self, config: CPCModelConfig = CPCModelConfig()):
         super().__init__()
@@ -35,8 +45,14 @@ class CPCModel(nn.Module):
             raise ValueError(
                 f"unknown regression_target {config.regression_target!r}; choose one of {REGRESSION_TARGETS}"
             )
+        if config.modality not in MODALITIES:
+            raise ValueError(f"unknown modality {config.modality!r}; choose one of {MODALITIES}")
+        if config.modality == "video" and config.regression_target == "logmel":
+            raise ValueError("regression_target 'logmel' needs audio; video can regress encoder frames: 'z'")
         self.config = config
-        self.encoder = ConvEncoder(config.encoder)
+        self.video = config.modality == "video"
+        self.input_key = "frames" if self.video else "wav"  # the batch field this model reads
+        self.encoder = FrameEncoder(config.frames) if self.video else ConvEncoder(config.encoder)
         self.ar = build_autoregressive(config.ar, self.encoder.dim)
         steps = config.predictor.steps
         self.predictor = None
@@ -52,8 +68,13 @@ class CPCModel(nn.Module):
 
     @property
     def hop(self) -> int:
-        """Samples per frame (160 = 10 ms at 16 kHz by default)."""
+        """Input steps per output frame: samples per frame for audio (160 = 10 ms at 16 kHz), 1 for video."""
         return self.encoder.hop
+
+    @property
+    def cells(self) -> int:
+        """Sequences per input: grid * grid for a video encoder with a spatial grid, else 1."""
+        return self.config.frames.grid**2 if self.video else 1
 
     @property
     def steps(self) -> int:
@@ -63,47 +84,86 @@ class CPCModel(nn.Module):
         """Shortest input that leaves at least one position with all K future frames: (K + 1) frames."""
         return (self.steps + 1) * self.hop
 
+    def check_input(self, x: torch.Tensor, min_steps: int = 1) -> None:
+        """A ValueError saying what was expected unless x is a batch of at least `min_steps` input steps."""
+        if self.video:
+            if x.dim() != 5:
+                raise ValueError(f"CPCModel (video) expects frames of shape (batch, time, height, width, channels); "
+                                 f"got shape {tuple(x.shape)}")
+            if x.shape[-1] != self.config.frames.image.in_channels:
+                raise ValueError(f"frames have {x.shape[-1]} channels but the frame encoder takes "
+                                 f"{self.config.frames.image.in_channels} (model.frames.image.in_channels)")
+        elif x.dim() != 2:
+            raise ValueError(f"CPCModel expects a waveform of shape (batch, samples); got shape {tuple(x.shape)}")
+        if x.shape[1] < min_steps:
+            unit = "frames" if self.video else "samples"
+            raise ValueError(f"need at least {min_steps} {unit}; got {x.shape[1]}")
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw input -> what the encoder takes: standardised float rows (audio) or frames (video)."""
+        if self.video:
+            return standardize_frames(x) if self.config.standardize else x.float() / 255
+        return standardize(x) if self.config.standardize else x
+
+    def encode(self, prepared: torch.Tensor) -> torch.Tensor:
+        """Prepared input -> encoder frames (B', T, D_enc), grid cells folded into the batch."""
+        z = self.encoder(prepared)
+        return rearrange(z, "b t g d -> (b g) t d") if z.dim() == 4 else z
+
     @torch.no_grad()
-    def features(self, wav: torch.Tensor, layer: str = "c") -> torch.Tensor:
-        """Frame features: (samples,) -> (samples // hop, dim), or (batch, samples) -> (batch, frames, dim).
+    def features(self, x: torch.Tensor, layer: str = "c") -> torch.Tensor:
+        """Frame features: (samples,) -> (samples // hop, dim), or (batch, samples) -> (batch, frames, dim); for
+        video (T, H, W, C) -> (T, dim) or (B, T, H, W, C) -> (B, T, dim), grid cells averaged; layer "appearance"
+        (video): the frame trunk's maps averaged over space.
         Each row is standardised on its own; for batches of unequal lengths use cpc.features.extract_batch."""
-        wav = torch.as_tensor(wav, dtype=torch.float32, device=next(self.parameters()).device)
-        single = wav.dim() == 1
-        batch = wav[None] if single else wav
-        if self.config.standardize:
-            batch = standardize(batch)
-        z = self.encoder(batch)
+        device = next(self.parameters()).device
+        x = torch.as_tensor(x, device=device)
+        single = x.dim() == (4 if self.video else 1)
+        batch = x[None] if single else x
+        if not self.video:
+            batch = batch.float()
+        self.check_input(batch)
+        check_layer(layer)
+        if layer == "appearance":
+            if not self.video:
+                raise ValueError("feature layer 'appearance' exists for video models only")
+            out = self.encoder.appearance(self.prepare(batch))
+            return out[0] if single else out
+        z = self.encode(self.prepare(batch))
         c, _ = self.ar(z)
         out = select_layer(z, c, layer)
+        if self.cells > 1:
+            out = reduce(out, "(b g) t d -> b t d", "mean", g=self.cells)
         return out[0] if single else out
 
-    def forward(self, wav: torch.Tensor) -> dict[str, torch.Tensor]:
-        if wav.dim() != 2:
-            raise ValueError(f"CPCModel expects a waveform of shape (batch, samples); got shape {tuple(wav.shape)}")
-        if self.config.standardize:
-            wav = standardize(wav)
-        z = self.encoder(wav)
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_input(x)
+        x = self.prepare(x)
+        z = self.encode(x)
         c, _ = self.ar(z)
         out = {"z": z, "c": c}
         if self.predictor is not None:
             out["pred"] = self.predictor(c)
         if self.regressor is not None:
             out["regression"] = self.regressor(c)
-            out["regression_target"] = z.detach() if self.logmel is None else self.logmel(wav)
+            out["regression_target"] = z.detach() if self.logmel is None else self.logmel(x)
         return out
 
 
-FEATURE_LAYERS = ("z", "c", "both")
+FEATURE_LAYERS = ("z", "c", "both", "appearance")
 
 
 def check_layer(layer: str) -> None:
     if layer not in FEATURE_LAYERS:
-        raise ValueError(f"unknown feature layer {layer!r}; choose one of {FEATURE_LAYERS} (z: encoder, c: context)")
+        raise ValueError(f"unknown feature layer {layer!r}; choose one of {FEATURE_LAYERS} (z: encoder, c: context, "
+                         "appearance: video frames' spatially pooled trunk maps)")
 
 
 def select_layer(z: torch.Tensor, c: torch.Tensor, layer: str) -> torch.Tensor:
     """Encoder frames z, context c, or both concatenated along the feature axis."""
     check_layer(layer)
+    if layer == "appearance":
+        raise ValueError("feature layer 'appearance' exists for video models only (CPCModel.features)")
     return {"z": z, "c": c, "both": torch.cat([z, c], dim=-1)}[layer]
 
 
@@ -135,6 +195,16 @@ def cpc_small_config() -> CPCModelConfig:
         encoder=ConvEncoderConfig(channels=64, norm="batch"),
         ar=AutoregressiveConfig(kind="gru", dim=64),
         predictor=PredictorConfig(kind="linear", steps=4),
+    )
+
+
+def cpc_video_config() -> CPCModelConfig:
+    """Video frames (e.g. 32x32 grey moving digits): a 3-block strided conv per frame (128-d), GRU 128, K = 3
+    (Dense Predictive Coding predicts 3 steps ahead)."""
+    return CPCModelConfig(
+        modality="video",
+        ar=AutoregressiveConfig(kind="gru", dim=128),
+        predictor=PredictorConfig(kind="linear", steps=3),
     )
 
 

@@ -1,4 +1,6 @@
-"""Encoders g_enc: raw audio -> one vector per frame.
+"""Encoders g_enc: raw audio -> one vector per frame (ConvEncoder); an image -> one vector (ImageEncoder: a small
+conv net or a torchvision ResNet, shared by the image baselines); a video clip -> one vector per frame, or per cell
+of a small spatial grid (FrameEncoder, an ImageEncoder applied to every frame).
 
 `ConvEncoder` is the strided 1-D convolution stack of CPC. Its input is padded once, at the signal's edges, by
 exactly enough that an input of S samples gives ``S // hop`` frames and frame t is centred on samples
@@ -9,9 +11,10 @@ makes chunked (streaming) encoding equal whole-signal encoding, because zeros on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from einops import rearrange
 from torch import nn
 
 
@@ -133,3 +136,133 @@ class LogMelFrames(nn.Module):
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         padded = nn.functional.pad(wav, (self.pad_left, self.pad_right))
         return torch.log(self.mel(padded.float()) + 1e-6).transpose(1, 2)
+
+
+@dataclass
+class ImageEncoderConfig:
+    arch: str = "conv"  # "conv" (small strided conv net for CPU runs), "resnet18" or "resnet50" (torchvision)
+    in_channels: int = 3
+    channels: tuple[int, ...] = (32, 64, 128, 256)  # conv: one 3x3 conv block per entry
+    strides: tuple[int, ...] = (1, 2, 2, 2)  # conv
+    norm: str = "batch"  # conv: any of NORMS; the ResNets keep their BatchNorm
+    # ResNet stem for small images (CIFAR, 32x32): 3x3 stride-1 first conv and no max-pool, instead of the
+    # ImageNet stem's 7x7 stride-2 conv and max-pool, which would shrink 32x32 to 8x8 before the first block.
+    cifar_stem: bool = True
+
+
+IMAGE_ARCHS = ("conv", "resnet18", "resnet50")
+
+
+class ImageEncoder(nn.Module):
+    """images (N, C, H, W) float -> feature maps (N, dim, h, w) via `feature_map`, or pooled vectors (N, dim)."""
+
+    def __init__(self, config: ImageEncoderConfig = ImageEncoderConfig()):
+        super().__init__()
+        self.config = config
+        if config.arch == "conv":
+            if len(config.channels) != len(config.strides) or not config.channels:
+                raise ValueError(f"image encoder channels {config.channels} and strides {config.strides} must be "
+                                 "non-empty and of the same length")
+            layers: list[nn.Module] = []
+            in_channels = config.in_channels
+            for channels, stride in zip(config.channels, config.strides):
+                layers += [nn.Conv2d(in_channels, channels, 3, stride, 1, bias=config.norm == "none"),
+                           make_norm(config.norm, channels), nn.ReLU(inplace=True)]
+                in_channels = channels
+            self.trunk = nn.Sequential(*layers)
+            self.dim = in_channels
+        elif config.arch in ("resnet18", "resnet50"):
+            import torchvision
+
+            net = getattr(torchvision.models, config.arch)(weights=None)
+            if config.cifar_stem:
+                net.conv1 = nn.Conv2d(config.in_channels, 64, 3, 1, 1, bias=False)
+                net.maxpool = nn.Identity()
+            elif config.in_channels != 3:
+                net.conv1 = nn.Conv2d(config.in_channels, 64, 7, 2, 3, bias=False)
+            self.trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                       net.layer1, net.layer2, net.layer3, net.layer4)
+            self.dim = net.fc.in_features
+        else:
+            raise ValueError(f"unknown image encoder arch {config.arch!r}; choose one of {IMAGE_ARCHS}")
+        self.trunk.to(memory_format=torch.channels_last)
+
+    def feature_map(self, images: torch.Tensor) -> torch.Tensor:
+        if images.dim() != 4 or images.shape[1] != self.config.in_channels:
+            raise ValueError(f"image encoder expects (N, {self.config.in_channels}, H, W) images; "
+                             f"got shape {tuple(images.shape)}")
+        return self.trunk(images.contiguous(memory_format=torch.channels_last))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(images).mean(dim=(2, 3))
+
+
+def image_encoder_for_frames() -> ImageEncoderConfig:
+    """A CPU-sized frame trunk for small grey frames (e.g. 32x32 moving digits): 32x32 -> 128 maps of 4x4."""
+    return ImageEncoderConfig(in_channels=1, channels=(32, 64, 128), strides=(2, 2, 2))
+
+
+@dataclass
+class FrameEncoderConfig:
+    image: ImageEncoderConfig = field(default_factory=image_encoder_for_frames)
+    grid: int = 1  # 1: one vector per frame; g: one per cell of a g x g grid (Dense Predictive Coding)
+    # How a frame's (or cell's) feature map becomes one vector: "mean" (global average: translation-invariant, so
+    # blind to where things are) or "flatten" (the map average-pooled to map_size x map_size, flattened and
+    # projected to `dim` by a linear layer: keeps the layout, which predicting motion needs).
+    pool: str = "flatten"
+    map_size: int = 4
+    dim: int = 256  # "flatten" only
+
+
+class FrameEncoder(nn.Module):
+    """g_enc for video: frames (B, T, H, W, C) float -> (B, T, dim), or (B, T, grid * grid, dim) for grid > 1.
+    Every frame is encoded on its own, so frame t's vector never depends on other frames."""
+
+    def __init__(self, config: FrameEncoderConfig = FrameEncoderConfig()):
+        super().__init__()
+        if config.grid < 1:
+            raise ValueError(f"frame encoder grid must be >= 1; got {config.grid}")
+        if config.pool not in ("mean", "flatten"):
+            raise ValueError(f"unknown frame pooling {config.pool!r}; choose 'mean' or 'flatten'")
+        self.config = config
+        self.image = ImageEncoder(config.image)
+        self.project = None
+        self.dim = self.image.dim
+        if config.pool == "flatten":
+            self.project = nn.Linear(self.image.dim * config.map_size**2, config.dim)
+            self.dim = config.dim
+        self.hop = 1  # one output step per input frame
+
+    def num_frames(self, frames: int) -> int:
+        return frames
+
+    def feature_maps(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) -> the trunk's maps (B*T, dim, h, w)."""
+        if frames.dim() != 5:
+            raise ValueError(f"FrameEncoder expects frames of shape (batch, time, height, width, channels); "
+                             f"got shape {tuple(frames.shape)}")
+        # (B, T, H, W, C) -> (B*T, C, H, W) is a channels_last view: no copy.
+        return self.image.feature_map(frames.flatten(0, 1).permute(0, 3, 1, 2))
+
+    def appearance(self, frames: torch.Tensor) -> torch.Tensor:
+        """(B, T, H, W, C) -> (B, T, trunk dim): each frame's trunk maps averaged over space, i.e. what is in the
+        frame regardless of where (the "flatten" vectors z mix what with where)."""
+        return self.feature_maps(frames).mean(dim=(2, 3)).view(*frames.shape[:2], -1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t = frames.shape[:2]
+        maps = self.feature_maps(frames)
+        grid, size = self.config.grid, self.config.map_size
+        if self.project is None:
+            cells = nn.functional.adaptive_avg_pool2d(maps, grid).flatten(2).transpose(1, 2)  # (B*T, g*g, dim)
+        else:  # each cell's own size x size patch of the (grid * size) map, flattened
+            patches = nn.functional.adaptive_avg_pool2d(maps, grid * size)
+            cells = self.project(rearrange(patches, "n d (g1 s1) (g2 s2) -> n (g1 g2) (d s1 s2)", s1=size, s2=size))
+        return cells.view(b, t, -1) if grid == 1 else cells.view(b, t, grid * grid, -1)
+
+
+def standardize_frames(frames: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """uint8 (or float) frames (B, T, H, W, C) -> float, each frame to zero mean and unit variance on its own
+    (per frame, not per clip: a clip-wide mean would leak future frames into c_t)."""
+    flat = frames.flatten(2).float()
+    return standardize(flat, eps).view(frames.shape)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Union
 
 import torch
 
 from cpc import config as configs
 from cpc.data.audio import AudioDataConfig, audio_stream
 from cpc.data.shards import resolve_shards
-from cpc.data.stages import loader
+from cpc.data.stages import Stream, loader
+from cpc.data.video import VideoDataConfig, video_stream
 from cpc.methods.cpc import CPCConfig, CPCMethod, cpc_preset
 from cpc.train.optim import OptimConfig
 from cpc.train.trainer import Trainer, TrainConfig
@@ -24,7 +26,8 @@ class PretrainConfig:
     method: str = "cpc"
     cpc_preset: str = "base"  # "paper", "base" or "small": the defaults that the `cpc:` section overrides
     cpc: CPCConfig = field(default_factory=CPCConfig)
-    data: AudioDataConfig = field(default_factory=AudioDataConfig)
+    # The data section's keys follow the modality: AudioDataConfig, or VideoDataConfig for cpc.model.modality video.
+    data: Union[AudioDataConfig, VideoDataConfig] = field(default_factory=AudioDataConfig)
     val_shards: str = ""  # held-out shards for validation; empty: no validation
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -34,17 +37,39 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
     """Recipe YAML (or a dict) + `--set` overrides -> PretrainConfig, the CPC preset applied first."""
     tree = configs.merge(configs.read_yaml(path) if path is not None else dict(data or {}),
                          configs.parse_overrides(list(overrides)))
-    cpc_section = tree.pop("cpc", {})
+    cpc_section, data_section = tree.pop("cpc", {}), tree.pop("data", {})
     config = configs.from_dict(PretrainConfig, tree)
     if config.method not in METHODS:
         raise configs.ConfigError(f"unknown method {config.method!r}; choose one of {METHODS}")
-    base = cpc_preset(config.cpc_preset)
-    return replace(config, cpc=configs.from_dict(CPCConfig, cpc_section, base=base, where="cpc"))
+    try:
+        base = cpc_preset(config.cpc_preset)
+    except ValueError as error:
+        raise configs.ConfigError(f"cpc_preset: {error}") from None
+    config = replace(config, cpc=configs.from_dict(CPCConfig, cpc_section, base=base, where="cpc"))
+    data_config = DATA_CONFIGS[modality(config)]
+    return replace(config, data=configs.from_dict(data_config, data_section, where="data"))
+
+
+DATA_CONFIGS = {"audio": AudioDataConfig, "video": VideoDataConfig}
+
+
+def modality(config: PretrainConfig) -> str:
+    """What the method reads: "audio" or "video"."""
+    return config.cpc.model.modality
+
+
+def data_stream(config: PretrainConfig, shards, train: bool, start: int = 0) -> Stream:
+    """The stream of the run's modality over `shards`: endless shuffled windows for training; for evaluation
+    every sequence's windows once, ungrouped."""
+    data = replace(config.data, shards=shards)
+    if modality(config) == "video":
+        return video_stream(data, train=train, start=start)
+    return audio_stream(data if train else replace(data, group=None), train=train, start=start)
 
 
 def build_method(config: PretrainConfig) -> CPCMethod:
     method = CPCMethod(config.cpc)
-    method.sample_rate = config.data.sample_rate
+    method.sample_rate = getattr(config.data, "sample_rate", method.sample_rate)
     return method
 
 
@@ -55,12 +80,11 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, float]:
     method = build_method(config)
     pin = torch.cuda.is_available()  # page-locked batches copy to the GPU asynchronously
     workers = config.train.num_workers
-    train_data = lambda start: loader(audio_stream(config.data, train=True, start=start), workers, pin_memory=pin)
+    train_data = lambda start: loader(data_stream(config, config.data.shards, True, start), workers, pin_memory=pin)
     val_data = None
     if config.val_shards:
-        val_config = replace(config.data, shards=config.val_shards, group=None)
-        resolve_shards(val_config.shards)
-        val_data = lambda: loader(audio_stream(val_config, train=False), workers, pin_memory=pin)
+        resolve_shards(config.val_shards)
+        val_data = lambda: loader(data_stream(config, config.val_shards, False), workers, pin_memory=pin)
     trainer = Trainer(method, train_data, config.optim, config.train, val_data, run_config=configs.to_dict(config))
     return trainer.fit(resume=resume)
 

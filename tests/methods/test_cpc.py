@@ -94,8 +94,10 @@ def test_bad_inputs():
     method = CPCMethod(tiny_config())
     with pytest.raises(ValueError, match=r"need at least 640 samples \(4 frames of 160\); got 500"):
         method.training_step({"wav": torch.randn(2, 500)})
-    with pytest.raises(ValueError, match=r"batch\['wav'\] must be \(batch, samples\)"):
+    with pytest.raises(ValueError, match=r"expects a waveform of shape \(batch, samples\); got shape \(2, 1, 5000\)"):
         method.training_step({"wav": torch.randn(2, 1, 5000)})
+    with pytest.raises(ValueError, match=r"reads batch\['wav'\]; the batch has \['frames'\]"):
+        method.training_step({"frames": torch.zeros(2, 8, 16, 16, 1, dtype=torch.uint8)})
     with pytest.raises(ValueError, match="unknown CPC preset 'huge'"):
         cpc_preset("huge")
     config = tiny_config(infonce_weight=0.0)
