@@ -257,6 +257,53 @@ def speaker_probe(train: list[Utterance], test: list[Utterance], features,
     return class_probe(train, test, features, lambda u: u.speaker, config)
 
 
+def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], k: int = 200,
+                 temperature: float = 0.1, chunk: int = 1024) -> float:
+    """Weighted k-nearest-neighbour classification on cosine similarity (Wu et al. 2018, as the SSL literature
+    reports it): each of the k nearest training features votes for its class with weight exp(similarity / T)."""
+    bank, bank_labels = F.normalize(train[0].float(), dim=1), train[1].long()
+    classes = int(bank_labels.max()) + 1
+    k = min(k, len(bank))
+    correct = 0
+    for start in range(0, len(test[0]), chunk):  # bounded memory for large test sets
+        queries = F.normalize(test[0][start : start + chunk].float(), dim=1)
+        similarity, index = (queries @ bank.T).topk(k, dim=1)
+        votes = torch.zeros(len(queries), classes).scatter_add_(1, bank_labels[index], (similarity / temperature).exp())
+        correct += int((votes.argmax(1) == test[1][start : start + chunk]).sum())
+    return correct / len(test[0])
+
+
+def load_images(shards, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of a shard set once, un-augmented (RGB, `size`, normalised as training views) -> (N, 3, size,
+    size), (N,) class ids."""
+    from cpc.data.images import ImageDataConfig, evaluation_transform, image_stream
+
+    transform = evaluation_transform(size)
+    images, labels = [], []
+    stream = image_stream(ImageDataConfig(shards=shards, batch_size=256), lambda image: [transform(image)],
+                          train=False)
+    for batch in stream:
+        images.append(batch["views"][:, 0])
+        labels.append(batch["targets"]["class"])
+    return torch.cat(images), torch.cat(labels)
+
+
+@torch.no_grad()
+def image_features(backbone: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    backbone.eval()
+    return torch.cat([backbone(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def image_probes(backbone: nn.Module, train, test, config: ProbeConfig = ProbeConfig()) -> dict[str, float]:
+    """kNN (k 200, T 0.1) and a linear probe (epoch chosen on a tenth of train) on frozen backbone features;
+    train and test are (images, labels). Returns test accuracies {"knn", "linear"}."""
+    train_x, test_x = image_features(backbone, train[0]), image_features(backbone, test[0])
+    dev = torch.arange(len(train_x)) % 10 == 0
+    linear = train_probe((train_x[~dev], train[1][~dev]), (train_x[dev], train[1][dev]), (test_x, test[1]),
+                         classes=int(train[1].max()) + 1, config=config)
+    return {"knn": knn_accuracy((train_x, train[1]), (test_x, test[1])), "linear": linear.accuracy}
+
+
 def plot_confusion(confusion: np.ndarray, png, title: str) -> None:
     """Row-normalised confusion matrix (true rows, predicted columns) as a PNG."""
     import matplotlib

@@ -40,8 +40,19 @@ def test_bad_override_syntax_and_missing_file(tmp_path):
         parse_overrides(["optim.lr"])
     with pytest.raises(ConfigError, match="config file .*missing.yaml does not exist"):
         load(PretrainConfig, tmp_path / "missing.yaml")
-    with pytest.raises(ConfigError, match="unknown method 'simclr'"):
-        load_config(overrides=["method=simclr"])
+    with pytest.raises(ConfigError, match="unknown method 'dino'"):
+        load_config(overrides=["method=dino"])
+
+
+def test_the_data_section_follows_the_method():
+    from cpc.data.images import ImageDataConfig
+    from cpc.data.video import VideoDataConfig
+
+    config = load_config(overrides=["method=byol", "data.size=28", "byol.tau_base=0.996"])
+    assert isinstance(config.data, ImageDataConfig) and config.data.size == 28 and config.byol.tau_base == 0.996
+    assert isinstance(load_config(overrides=["cpc_preset=video"]).data, VideoDataConfig)
+    with pytest.raises(ConfigError, match="unknown config key 'data.window'"):
+        load_config(overrides=["method=simclr", "data.window=5"])
 
 
 def test_cli_reports_config_errors_without_a_traceback(capsys):

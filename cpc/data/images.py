@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from cpc.data.shards import resolve_shards
 from cpc.data.stages import SkipCounter, Stream
@@ -25,6 +26,10 @@ class ImageDataConfig:
     shuffle_samples: int = 2000
     num_workers: int = 0
     seed: int = 0
+    size: int = 32  # view side in pixels
+    views: str = ""  # "simclr" or "byol" augmentations; "": the method's own (see TwoViews)
+    blur: bool = False  # Gaussian blur (off for 32x32 images, as the CIFAR recipes do)
+    jitter_strength: float = 1.0  # SimCLR colour-jitter strength (0.5 on CIFAR)
 
 
 def decode_image(sample: dict[str, Any], skips: SkipCounter, transform: Callable) -> dict[str, Any] | None:
@@ -58,3 +63,50 @@ def image_stream(config: ImageDataConfig, transform: Callable, train: bool, star
         seed=config.seed,
         start=start,
     )
+
+
+VIEW_RECIPES = ("simclr", "byol")
+
+
+class TwoViews:
+    """PIL image -> [view 1, view 2] float tensors (C, H, W) with the published augmentations (torchvision v2):
+    random resized crop (scale 0.08-1), flip 0.5, colour jitter p 0.8, grayscale 0.2, then
+    - "simclr" (SimCLR, MoCo v2): jitter 0.8/0.8/0.8/0.2 x `jitter_strength` (0.5 on CIFAR), blur p 0.5 on both;
+    - "byol" (BYOL, Barlow Twins): jitter 0.4/0.4/0.2/0.1, blur p 1.0 / 0.1, solarize p 0 / 0.2 (asymmetric).
+    Blur is off for small images (blur=False: 32x32 CIFAR recipes turn it off); grey inputs are made RGB first."""
+
+    def __init__(self, recipe: str = "simclr", size: int = 32, blur: bool = False, jitter_strength: float = 1.0,
+                 mean: tuple[float, ...] = (0.5, 0.5, 0.5), std: tuple[float, ...] = (0.25, 0.25, 0.25)):
+        from torchvision.transforms import v2
+
+        if recipe not in VIEW_RECIPES:
+            raise ValueError(f"unknown view recipe {recipe!r}; choose one of {VIEW_RECIPES}")
+        s = jitter_strength
+        jitter = (0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s) if recipe == "simclr" else (0.4, 0.4, 0.2, 0.1)
+        blur_p = (0.5, 0.5) if recipe == "simclr" else (1.0, 0.1)
+        solarize_p = (0.0, 0.0) if recipe == "simclr" else (0.0, 0.2)
+        kernel = 2 * (size // 20) + 1  # ~10 % of the side, odd
+
+        def pipeline(view: int):
+            steps = [v2.ToImage(), v2.RGB(), v2.RandomResizedCrop(size, scale=(0.08, 1.0), antialias=True),
+                     v2.RandomHorizontalFlip(), v2.RandomApply([v2.ColorJitter(*jitter)], p=0.8),
+                     v2.RandomGrayscale(p=0.2)]
+            if blur and blur_p[view] > 0:
+                steps.append(v2.RandomApply([v2.GaussianBlur(kernel, sigma=(0.1, 2.0))], p=blur_p[view]))
+            if solarize_p[view] > 0:
+                steps.append(v2.RandomSolarize(threshold=128, p=solarize_p[view]))
+            steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
+            return v2.Compose(steps)
+
+        self.views = [pipeline(0), pipeline(1)]
+
+    def __call__(self, image) -> list[torch.Tensor]:
+        return [view(image) for view in self.views]
+
+
+def evaluation_transform(size: int = 32, mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)):
+    """The un-augmented view probes use: RGB, resized to size, normalised like the training views."""
+    from torchvision.transforms import v2
+
+    return v2.Compose([v2.ToImage(), v2.RGB(), v2.Resize(size, antialias=True), v2.CenterCrop(size),
+                       v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)])

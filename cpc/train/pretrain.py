@@ -14,11 +14,20 @@ from cpc.data.audio import AudioDataConfig, audio_stream
 from cpc.data.shards import resolve_shards
 from cpc.data.stages import Stream, loader
 from cpc.data.video import VideoDataConfig, video_stream
+from cpc.data.images import ImageDataConfig, TwoViews, image_stream
+from cpc.methods import (BYOL, BarlowTwins, BarlowTwinsConfig, BYOLConfig, Method, MoCo, MoCoConfig, SimCLR,
+                         SimCLRConfig)
 from cpc.methods.cpc import CPCConfig, CPCMethod, cpc_preset
 from cpc.train.optim import OptimConfig
 from cpc.train.trainer import Trainer, TrainConfig
 
-METHODS = ("cpc",)
+IMAGE_METHODS = {  # name -> (config class, method class, default view augmentations)
+    "simclr": (SimCLRConfig, SimCLR, "simclr"),
+    "moco": (MoCoConfig, MoCo, "simclr"),
+    "byol": (BYOLConfig, BYOL, "byol"),
+    "barlow_twins": (BarlowTwinsConfig, BarlowTwins, "byol"),
+}
+METHODS = ("cpc", *IMAGE_METHODS)
 
 
 @dataclass
@@ -26,8 +35,13 @@ class PretrainConfig:
     method: str = "cpc"
     cpc_preset: str = "base"  # "paper", "base" or "small": the defaults that the `cpc:` section overrides
     cpc: CPCConfig = field(default_factory=CPCConfig)
-    # The data section's keys follow the modality: AudioDataConfig, or VideoDataConfig for cpc.model.modality video.
-    data: Union[AudioDataConfig, VideoDataConfig] = field(default_factory=AudioDataConfig)
+    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
+    moco: MoCoConfig = field(default_factory=MoCoConfig)
+    byol: BYOLConfig = field(default_factory=BYOLConfig)
+    barlow_twins: BarlowTwinsConfig = field(default_factory=BarlowTwinsConfig)
+    # The data section's keys follow the modality: AudioDataConfig, VideoDataConfig for cpc.model.modality video,
+    # ImageDataConfig for the image methods.
+    data: Union[AudioDataConfig, VideoDataConfig, ImageDataConfig] = field(default_factory=AudioDataConfig)
     val_shards: str = ""  # held-out shards for validation; empty: no validation
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -50,12 +64,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
     return replace(config, data=configs.from_dict(data_config, data_section, where="data"))
 
 
-DATA_CONFIGS = {"audio": AudioDataConfig, "video": VideoDataConfig}
+DATA_CONFIGS = {"audio": AudioDataConfig, "video": VideoDataConfig, "images": ImageDataConfig}
 
 
 def modality(config: PretrainConfig) -> str:
-    """What the method reads: "audio" or "video"."""
-    return config.cpc.model.modality
+    """What the method reads: "audio", "video" or "images"."""
+    return "images" if config.method in IMAGE_METHODS else config.cpc.model.modality
 
 
 def data_stream(config: PretrainConfig, shards, train: bool, start: int = 0) -> Stream:
@@ -64,10 +78,18 @@ def data_stream(config: PretrainConfig, shards, train: bool, start: int = 0) -> 
     data = replace(config.data, shards=shards)
     if modality(config) == "video":
         return video_stream(data, train=train, start=start)
+    if modality(config) == "images":
+        views = TwoViews(data.views or IMAGE_METHODS[config.method][2], data.size, data.blur, data.jitter_strength)
+        return image_stream(data, views, train=train, start=start)
     return audio_stream(data if train else replace(data, group=None), train=train, start=start)
 
 
-def build_method(config: PretrainConfig) -> CPCMethod:
+def build_method(config: PretrainConfig) -> Method:
+    if config.method in IMAGE_METHODS:
+        method_config = getattr(config, config.method)
+        if isinstance(method_config, BYOLConfig) and not method_config.total_steps:
+            method_config = replace(method_config, total_steps=config.train.steps)
+        return IMAGE_METHODS[config.method][1](method_config)
     method = CPCMethod(config.cpc)
     method.sample_rate = getattr(config.data, "sample_rate", method.sample_rate)
     return method
@@ -90,7 +112,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict[str, float]:
 
 
 def load_model(path: str | Path, weights: bool = True):
-    """A checkpoint file (or the folder of a run: its newest checkpoint) -> the trained model, in eval mode;
+    """A checkpoint file (or the folder of a run: its newest checkpoint) -> the trained model (CPCModel, or an image
+    method's backbone), in eval mode;
     weights=False gives the same architecture freshly initialised (seed 0), for random-init baselines."""
     from cpc.train import checkpoint
 
@@ -101,4 +124,4 @@ def load_model(path: str | Path, weights: bool = True):
     method = build_method(load_config(data=state["config"]))
     if weights:
         method.load_state_dict(state["model"])
-    return method.model.eval()
+    return (method.model if isinstance(method, CPCMethod) else method.backbone).eval()

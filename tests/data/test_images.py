@@ -45,3 +45,22 @@ def test_views_classes_and_skips(image_shards):
 def test_training_stream_is_endless(image_shards):
     stream = image_stream(ImageDataConfig(shards=str(image_shards), batch_size=4, shuffle_samples=8), two_views, True)
     assert len(list(itertools.islice(stream, 7))) == 7
+
+
+@pytest.mark.parametrize("recipe", ["simclr", "byol"])
+def test_published_views_on_real_photos(recipe):
+    """scikit-image's bundled colour photos through every augmentation path (jitter, grayscale, blur, solarize)."""
+    skimage_data = pytest.importorskip("skimage.data")
+    from cpc.data.images import TwoViews
+
+    torch.manual_seed(0)
+    photo = Image.fromarray(skimage_data.astronaut())
+    views = TwoViews(recipe, size=32, blur=True)
+    pairs = [views(photo) for _ in range(40)]
+    assert all(v.shape == (3, 32, 32) and v.dtype == torch.float32 for pair in pairs for v in pair)
+    grey = sum(bool(torch.allclose(v[0], v[1]) and torch.allclose(v[1], v[2])) for pair in pairs for v in pair)
+    assert 0 < grey < 40  # grayscale p 0.2 over 80 views
+    different = [not torch.allclose(a, b) for a, b in pairs]
+    assert all(different)  # two independent crops of one photo
+    with pytest.raises(ValueError, match="unknown view recipe 'dino'"):
+        TwoViews("dino")

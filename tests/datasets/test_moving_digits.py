@@ -91,6 +91,7 @@ def test_recipe_pretrains_through_the_trainer_and_probes_beat_random_init(tmp_pa
     cli(["pretrain", "recipes/moving_digits/cpc.yaml", "--set", "train.steps=150", "--set", "train.progress=false",
          "--set", f"train.out={tmp_path / 'run'}", "--set", f"data.shards={tmp_path / 'data' / 'train'}",
          "--set", f"val_shards={tmp_path / 'data' / 'test'}", "--set", "data.window=8",
+         "--set", "data.batch_size=16", "--set", "cpc.infonce.negatives=64",
          "--set", "train.checkpoint_every=150", "--set", "train.validate_every=150"])
     run = str(tmp_path / "run")
     cli(["probe", "clips", "--train", str(tmp_path / "data" / "train"), "--test", str(tmp_path / "data" / "test"),

@@ -1,0 +1,44 @@
+"""BYOL (Grill et al. 2020): the online network predicts the EMA target's projection of the other view. The
+target momentum follows a cosine from tau_base to 1 over the run and advances only on real optimiser steps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cpc.losses.byol import byol_loss
+from cpc.methods.image import ImageMethod, ImageMethodConfig, cosine_momentum, ema_update, momentum_copy
+from cpc.models.heads import mlp
+
+
+@dataclass
+class BYOLConfig(ImageMethodConfig):
+    proj_hidden: int = 4096
+    proj_dim: int = 256
+    pred_hidden: int = 4096
+    tau_base: float = 0.99  # 0.996 in the ImageNet paper, 0.99 for CIFAR-sized runs
+    total_steps: int = 0  # the schedule's length; 0: the run's train.steps
+
+
+class BYOL(ImageMethod):
+    def __init__(self, config: BYOLConfig = BYOLConfig()):
+        super().__init__(config)
+        self.online = nn.Sequential(self.backbone, mlp((self.backbone.dim, config.proj_hidden, config.proj_dim)))
+        self.predictor = mlp((config.proj_dim, config.pred_hidden, config.proj_dim))
+        self.target = momentum_copy(self.online)
+        # A buffer, so checkpoints carry it and a resumed run continues the schedule where it stopped.
+        self.register_buffer("tau", torch.tensor(config.tau_base, dtype=torch.float64))
+
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor):
+        p1, p2 = self.predictor(self.online(torch.cat([x1, x2]))).chunk(2)
+        with torch.no_grad():
+            z1, z2 = self.target(torch.cat([x1, x2])).chunk(2)
+        loss = (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
+        return loss, {"byol": loss.detach(), "tau": self.tau.float()}
+
+    def on_after_step(self, step: int) -> None:
+        """`step` real optimiser steps done: move the target with this step's tau, then set the next one."""
+        ema_update(self.target, self.online, float(self.tau))
+        self.tau.fill_(cosine_momentum(self.config.tau_base, step, self.config.total_steps))

@@ -1,0 +1,97 @@
+"""What the image baselines share: a backbone from the encoder registry, two augmented views per image, the
+momentum (EMA) copy used by MoCo and BYOL, and exporting the backbone alone."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cpc.methods.base import Method
+from cpc.models.encoders import ImageEncoder, ImageEncoderConfig
+
+
+@dataclass
+class ImageMethodConfig:
+    backbone: ImageEncoderConfig = field(default_factory=ImageEncoderConfig)
+    proj_hidden: int = 2048
+    proj_dim: int = 128
+
+
+class ImageMethod(Method):
+    """batch {"views": (B, 2, C, H, W)} -> loss; subclasses define `losses(x1, x2)`."""
+
+    def __init__(self, config: ImageMethodConfig):
+        super().__init__()
+        self.config = config
+        self.backbone = ImageEncoder(config.backbone)
+
+    def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        views = batch.get("views")
+        if views is None or views.dim() != 5 or views.shape[1] != 2:
+            shape = None if views is None else tuple(views.shape)
+            raise ValueError(f"{type(self).__name__} needs batch['views'] of shape (batch, 2, C, H, W); got {shape}")
+        loss, logs = self.losses(views[:, 0], views[:, 1])
+        logs["loss"] = loss.detach()
+        return loss, logs
+
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        raise NotImplementedError
+
+    def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
+        return float(batch["views"].shape[0]), "images"
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> (N, dim) backbone features, as probes use them."""
+        return self.backbone(images)
+
+    def export_backbone(self, path: str | Path) -> None:
+        """The backbone alone, with its config: `load_backbone(path)` rebuilds it."""
+        from cpc.config import to_dict
+
+        torch.save({"backbone_config": to_dict(self.config.backbone), "state_dict": self.backbone.state_dict()},
+                   path)
+
+
+def load_backbone(path: str | Path) -> ImageEncoder:
+    from cpc.config import from_dict
+
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if "backbone_config" not in state:
+        raise ValueError(f"{path} is not a backbone written by export_backbone()")
+    backbone = ImageEncoder(from_dict(ImageEncoderConfig, state["backbone_config"]))
+    backbone.load_state_dict(state["state_dict"])
+    return backbone.eval()
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy that follows `module` by EMA; its weights are parameters (saved in checkpoints, moved with
+    .to()) that no optimiser sees (requires_grad False keeps them out of param_groups and DDP's all-reduce)."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target <- momentum * target + (1 - momentum) * online, parameters and float buffers (BN statistics)."""
+    for t, o in zip(target.parameters(), online.parameters()):
+        t.lerp_(o.detach(), 1 - momentum)
+    for t, o in zip(target.buffers(), online.buffers()):
+        if t.dtype.is_floating_point:
+            t.lerp_(o, 1 - momentum)
+        else:
+            t.copy_(o)
+
+
+def cosine_momentum(base: float, step: int, total: int) -> float:
+    """BYOL's schedule: base at step 0 rising to 1 at `total` along a half cosine."""
+    progress = min(step, total) / max(total, 1)
+    return 1 - (1 - base) * (math.cos(math.pi * progress) + 1) / 2

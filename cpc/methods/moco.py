@@ -1,0 +1,58 @@
+"""MoCo v2 (Chen et al. 2020): queries from the online encoder, keys from its momentum copy, a queue of past keys
+as negatives. The queue is a persistent buffer: checkpoints carry it, so a resumed run keeps its negatives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cpc.losses.collectives import gather_no_grad
+from cpc.losses.moco import moco_infonce
+from cpc.losses.ntxent import unit
+from cpc.methods.image import ImageMethod, ImageMethodConfig, ema_update, momentum_copy
+from cpc.models.heads import mlp
+
+
+@dataclass
+class MoCoConfig(ImageMethodConfig):
+    queue: int = 4096
+    temperature: float = 0.2
+    momentum: float = 0.99
+    symmetric: bool = True  # both views as queries (twice the signal per batch)
+
+
+class MoCo(ImageMethod):
+    def __init__(self, config: MoCoConfig = MoCoConfig()):
+        super().__init__(config)
+        self.online = nn.Sequential(self.backbone, mlp((self.backbone.dim, config.proj_hidden, config.proj_dim)))
+        self.target = momentum_copy(self.online)
+        self.register_buffer("queue", unit(torch.randn(config.queue, config.proj_dim)))
+        self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
+
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor):
+        q1, q2 = self.online(torch.cat([x1, x2])).chunk(2)
+        with torch.no_grad():
+            k1, k2 = self.target(torch.cat([x1, x2])).chunk(2)
+        queue = self.queue.clone()  # enqueue() below rewrites the buffer that backward needs
+        loss, accuracy = moco_infonce(q1, k2, queue, self.config.temperature)
+        keys = [k2]
+        if self.config.symmetric:
+            loss2, accuracy2 = moco_infonce(q2, k1, queue, self.config.temperature)
+            loss, accuracy = (loss + loss2) / 2, (accuracy + accuracy2) / 2
+            keys.append(k1)
+        if self.training:
+            self.enqueue(torch.cat(keys))
+        return loss, {"infonce": loss.detach(), "accuracy": accuracy}
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Every rank's keys (so all queues stay equal) replace the oldest entries, wrapping around."""
+        keys = unit(gather_no_grad(keys))[: len(self.queue)]
+        rows = (self.queue_pointer + torch.arange(len(keys), device=keys.device)) % len(self.queue)
+        self.queue[rows] = keys.to(self.queue.dtype)
+        self.queue_pointer.copy_((self.queue_pointer + len(keys)) % len(self.queue))
+
+    def on_after_step(self, step: int) -> None:
+        ema_update(self.target, self.online, self.config.momentum)
