@@ -7,22 +7,12 @@ batches of 10 s utterances, fp32 and bf16 autocast; whole-batch and chunked-stre
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from cpc.features import extract_batch, extract_chunked
 from cpc.models.cpc import CPCModel, cpc_base_config
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: oneDNN kernels for these shapes
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+from timing import best_of  # tools/timing.py: scripts here run with tools/ on sys.path
 
 
 def main() -> None:
@@ -42,14 +32,14 @@ def main() -> None:
     print(f"{'model':<28} {'batched fp32':>13} {'batched bf16':>13} {'stream 4 s fp32':>16}")
     for name, config in configs.items():
         model = CPCModel(config).eval()
-        fp32 = timed(lambda: extract_batch(model, wavs), args.repeats)
+        fp32 = best_of(lambda: extract_batch(model, wavs), args.repeats)
 
         def bf16():
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 extract_batch(model, wavs)
 
-        half = timed(bf16, args.repeats)
-        stream = timed(lambda: extract_chunked(model, wavs[0], 4 * 16000), args.repeats)
+        half = best_of(bf16, args.repeats)
+        stream = best_of(lambda: extract_chunked(model, wavs[0], 4 * 16000), args.repeats)
         print(f"{name:<28} {audio / fp32:>12.0f}x {audio / half:>12.0f}x {args.seconds / stream:>15.0f}x")
 
 

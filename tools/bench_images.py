@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import resource
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -18,16 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cpc.methods import BYOL, BarlowTwins, BarlowTwinsConfig, BYOLConfig, MoCo, MoCoConfig, SimCLR, SimCLRConfig  # noqa
 from cpc.models.encoders import ImageEncoderConfig  # noqa: E402
-
-
-def time_steps(step, steps: int) -> float:
-    step()  # warm-up: allocator and oneDNN kernel selection
-    best = float("inf")
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - start)
-    return best
+from timing import best_of  # noqa: E402  (tools/timing.py)
 
 
 def ours(method, views, bf16: bool):
@@ -91,10 +81,10 @@ def main() -> None:
     print(f"batch {args.batch} x 2 views, 32x32, ResNet-18 small-image stem, 2 threads, "
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, best of {args.steps} steps")
     for name in args.methods:
-        seconds = time_steps(ours(builders[name](), views, args.bf16), args.steps)
+        seconds = best_of(ours(builders[name](), views, args.bf16), args.steps)
         print(f"cpc {name:<13} {args.batch / seconds:7.1f} images/s  ({seconds:.2f} s/step)", flush=True)
     if args.lightly:
-        seconds = time_steps(lightly_simclr(views), args.steps)
+        seconds = best_of(lightly_simclr(views), args.steps)
         print(f"lightly simclr      {args.batch / seconds:7.1f} images/s  ({seconds:.2f} s/step)")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 

@@ -51,10 +51,11 @@ def main(argv: list[str] | None = None) -> dict:
     rows, results = [], {}
     digit_of = lambda clip: clip.targets["digit"]
     for name, spec in (("CPC (pretrained)", str(out / "cpc")), ("random init, same shape", f"random:{out / 'cpc'}")):
+        context = featurizer(spec, "c")  # one model load for both context probes
         scores = {
             "digit, appearance": class_probe(train, test, featurizer(spec, "appearance"), digit_of, digit_config),
-            "digit, c": class_probe(train, test, featurizer(spec, "c"), digit_of, digit_config),
-            "direction, c_t": frame_probe(train, test, featurizer(spec, "c"), 8, direction_config),
+            "digit, c": class_probe(train, test, context, digit_of, digit_config),
+            "direction, c_t": frame_probe(train, test, context, 8, direction_config),
         }
         results[name] = {task: result.accuracy for task, result in scores.items()}
         rows.append(f"| {name:<24} | " + " | ".join(f"{100 * r.accuracy:5.1f}" for r in scores.values()) + " |")
