@@ -7,6 +7,7 @@ batch 8 x 20480 samples, K = 12, N = 128 batch negatives, 2 threads.
     python tools/bench_train.py --bf16               # the same under CPU bf16 autocast
     python tools/bench_train.py --only base --steps 20
     python tools/bench_train.py --compare-loss 150   # fp32 vs bf16 training curves on toy audio
+    python tools/bench_train.py --malloc-trim-mb 8   # glibc returns freed blocks: less RSS, slower (README)
 
 Peak RSS includes a floor no trainer avoids: importing torch (0.52 GB for the CUDA build here) and constructing a
 torch.optim optimiser, which imports torch._dynamo (another 0.16 GB). "step" is the peak minus that floor.
@@ -74,14 +75,18 @@ def compare_loss(name: str, steps: int, threads: int) -> None:
         print(f"step {i:4d}   fp32 {l32:.3f} / {a32:.3f}   bf16 {l16:.3f} / {a16:.3f}")
 
 
-def run_one(name: str, steps: int, warmup: int, batch: int, samples: int, threads: int, bf16: bool) -> dict:
+def run_one(name: str, steps: int, warmup: int, batch: int, samples: int, threads: int, bf16: bool,
+            trim_mb: float) -> dict:
     import torch
+
+    from cpc.train.allocator import limit_allocator_slack
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     method = build_method(name)
     optimiser = torch.optim.Adam(method.parameters(), lr=2e-4)
     floor_gb = current_rss_gb()
+    limit_allocator_slack(trim_mb)  # what the Trainer does (train.malloc_trim_mb)
     wav = torch.randn(batch, samples)
     losses, times = [], []
     for i in range(warmup + steps):
@@ -116,6 +121,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=20480)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="CPU bf16 autocast")
+    parser.add_argument("--malloc-trim-mb", type=float, default=0.0, help="as train.malloc_trim_mb (0: glibc default)")
     parser.add_argument("--compare-loss", type=int, metavar="STEPS", help="fp32 vs bf16 loss curves on toy audio")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -124,16 +130,19 @@ def main() -> None:
             compare_loss(name, args.compare_loss, args.threads)
         return
     if args.child:
-        result = run_one(args.child, args.steps, args.warmup, args.batch, args.samples, args.threads, args.bf16)
+        result = run_one(args.child, args.steps, args.warmup, args.batch, args.samples, args.threads, args.bf16,
+                         args.malloc_trim_mb)
         print(json.dumps(result))
         return
     print(f"batch {args.batch} x {args.samples} samples, K=12, N=128, {args.threads} threads, "
-          f"{'bf16 autocast' if args.bf16 else 'fp32'}, median of {args.steps} steps")
+          f"{'bf16 autocast' if args.bf16 else 'fp32'}, median of {args.steps} steps, malloc trim "
+          f"{args.malloc_trim_mb:g} MB")
     print(f"{'config':<10} {'params':>8} {'ms/step':>9} {'audio-s/s':>10} {'peak RSS':>9} {'floor':>6} {'step':>6}")
     for name in args.only or CONFIGS:
         command = [sys.executable, __file__, "--child", name] + [
             f"--{k}={v}" for k, v in (("steps", args.steps), ("warmup", args.warmup), ("batch", args.batch),
-                                      ("samples", args.samples), ("threads", args.threads))
+                                      ("samples", args.samples), ("threads", args.threads),
+                                      ("malloc-trim-mb", args.malloc_trim_mb))
         ] + (["--bf16"] if args.bf16 else [])
         r = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
         print(f"{name:<10} {r['params_M']:>7.1f}M {r['ms_per_step']:>9.0f} {r['audio_s_per_s']:>10.1f} "

@@ -121,28 +121,33 @@ class DenseGatheredScores(torch.autograd.Function):
     """scores[b, p, k, n] = pred[b, p, k] . frames[idx[b, p, n]], computed by GEMMs against every frame.
 
     The (B*P*K, pool) score matrix is built in row blocks of at most `BLOCK_ELEMENTS` and never kept: autograd's
-    own gather would keep all of it alive for backward and allocate two more of its size there.
+    own gather would keep all of it alive for backward and allocate two more of its size there. Blocks hold whole
+    positions (all K rows of each), so each block expands its own slice of the (B*P, N) index K-fold and only the
+    unexpanded index is kept for backward.
     """
 
     @staticmethod
     def forward(ctx, pred, frames, negative_idx):
-        rows = pred.reshape(-1, pred.shape[-1])  # (B*P*K, D)
-        index = negative_idx[:, :, None, :].expand(*pred.shape[:3], -1).reshape(rows.shape[0], -1)
+        steps = pred.shape[2]
+        rows = pred.reshape(-1, pred.shape[-1])  # (B*P*K, D), K rows per position
+        index = negative_idx.reshape(-1, negative_idx.shape[-1])  # (B*P, N)
         ctx.save_for_backward(rows, frames, index)
         ctx.pred_shape = pred.shape
-        blocks = [torch.gather(rows[b] @ frames.T, 1, index[b]) for b in row_blocks(rows.shape[0], frames.shape[0])]
+        blocks = [torch.gather(rows[block] @ frames.T, 1, expand_rows(index, block, steps))
+                  for block in row_blocks(rows.shape[0], frames.shape[0], steps)]
         return torch.cat(blocks).view(*pred.shape[:3], -1)
 
     @staticmethod
     def backward(ctx, grad_scores):
         rows, frames, index = ctx.saved_tensors
-        grad_scores = grad_scores.reshape(index.shape)
+        steps = ctx.pred_shape[2]
+        grad_scores = grad_scores.reshape(rows.shape[0], -1)
         frames_ = frames.to(grad_scores.dtype)
         grad_rows = torch.empty_like(rows, dtype=grad_scores.dtype)
         grad_frames = torch.zeros_like(frames, dtype=grad_scores.dtype)
-        for block in row_blocks(rows.shape[0], frames.shape[0]):
-            grad_every = grad_scores.new_zeros(index[block].shape[0], frames.shape[0])
-            grad_every.scatter_add_(1, index[block], grad_scores[block])
+        for block in row_blocks(rows.shape[0], frames.shape[0], steps):
+            grad_every = grad_scores.new_zeros(block.stop - block.start, frames.shape[0])
+            grad_every.scatter_add_(1, expand_rows(index, block, steps), grad_scores[block])
             torch.mm(grad_every, frames_, out=grad_rows[block])
             grad_frames.addmm_(grad_every.T, rows[block].to(grad_every.dtype))
         return grad_rows.view(ctx.pred_shape).to(rows.dtype), grad_frames.to(frames.dtype), None
@@ -151,9 +156,15 @@ class DenseGatheredScores(torch.autograd.Function):
 BLOCK_ELEMENTS = 1 << 21  # 8 MB of fp32 scores at a time: small enough to stay out of the peak, GEMMs stay large
 
 
-def row_blocks(rows: int, pool: int) -> list[slice]:
-    step = max(1, BLOCK_ELEMENTS // pool)
-    return [slice(start, start + step) for start in range(0, rows, step)]
+def row_blocks(rows: int, pool: int, multiple: int) -> list[slice]:
+    """Slices of about BLOCK_ELEMENTS / pool rows, each a whole number of `multiple`-row groups."""
+    step = max(1, BLOCK_ELEMENTS // pool // multiple) * multiple
+    return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
+
+
+def expand_rows(index: torch.Tensor, block: slice, steps: int) -> torch.Tensor:
+    """The negative indices of score rows `block` (each position's row of `index` repeated for its K steps)."""
+    return index[block.start // steps: block.stop // steps].repeat_interleave(steps, dim=0)
 
 
 def score_negatives(pred: torch.Tensor, frames: torch.Tensor, negative_idx: torch.Tensor, strategy: str) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch.distributed as dist
 from cpc.data.stages import SkipCounter
 from cpc.methods.base import Method
 from cpc.train import checkpoint, distributed
+from cpc.train.allocator import limit_allocator_slack
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -44,6 +45,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the method's networks
     num_workers: int = 0
     progress: bool = True
+    malloc_trim_mb: float = 0.0  # >0: glibc returns freed memory above this many MB (-0.1 GB peak, -25 % speed)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -82,6 +84,7 @@ class Trainer:
         cfg, method = self.config, self.method
         device, self.rank, world = distributed.setup()
         self.device = device
+        limit_allocator_slack(cfg.malloc_trim_mb)
         method.to(device)
         model = torch.nn.parallel.DistributedDataParallel(method) if world > 1 else method
         if cfg.compile:

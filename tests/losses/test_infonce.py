@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from cpc.losses import infonce
 from cpc.losses.infonce import chance_loss, info_nce, sample_negatives
 
 
@@ -49,8 +50,10 @@ def test_matches_reference(policy, exclude_positive, temperature, scale_by_dim, 
     assert torch.allclose(out.loss, loss.mean(), atol=1e-5)
 
 
-@pytest.mark.parametrize("strategy", ["dense", "gather"])
-def test_gradients_match_reference(strategy):
+@pytest.mark.parametrize("strategy, block_elements", [("dense", 1 << 21), ("dense", 40), ("gather", None)])
+def test_gradients_match_reference(strategy, block_elements, monkeypatch):
+    if block_elements:  # 40 elements = 2 rows of the 16-frame pool: many blocks, each a whole position's K rows
+        monkeypatch.setattr(infonce, "BLOCK_ELEMENTS", block_elements)
     g = torch.Generator().manual_seed(2)
     pred = torch.randn(2, 8, 2, 4, generator=g, requires_grad=True)
     z = torch.randn(2, 8, 4, generator=g, requires_grad=True)

@@ -75,3 +75,37 @@ def test_standardize():
 @pytest.mark.parametrize("samples", [400, 16000, 20479])
 def test_logmel_frames_align_with_encoder(samples):
     assert LogMelFrames(n_mels=40)(torch.randn(2, samples)).shape == (2, samples // 160, 40)
+
+
+@pytest.mark.parametrize("norm", ["batch", "channel", "instance"])
+def test_recomputed_first_block_gives_the_same_gradients_and_running_stats(norm):
+    torch.manual_seed(0)
+    stored = ConvEncoder(ConvEncoderConfig(channels=16, norm=norm, recompute_first=False))
+    recomputed = ConvEncoder(ConvEncoderConfig(channels=16, norm=norm, recompute_first=True))
+    recomputed.load_state_dict(stored.state_dict())
+    wav = torch.randn(3, 1600)
+    for encoder in (stored, recomputed):
+        (encoder(wav) ** 2).mean().backward()
+    for (name, a), b in zip(stored.named_parameters(), recomputed.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-7, msg=name)
+    # BatchNorm's running statistics move once per forward, not again when backward recomputes the block.
+    for (name, a), b in zip(stored.named_buffers(), recomputed.buffers()):
+        torch.testing.assert_close(b, a, msg=name)
+
+
+def test_recomputed_first_block_keeps_less_for_backward():
+    def saved_bytes(recompute: bool) -> int:
+        encoder = ConvEncoder(ConvEncoderConfig(channels=32, recompute_first=recompute))
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            encoder(torch.randn(2, 16000))
+        return total
+
+    first_layer_output = 2 * 32 * (16000 + 240) // 5 * 4  # fp32 frames of the first conv over the padded input
+    assert saved_bytes(False) - saved_bytes(True) >= 0.9 * first_layer_output
