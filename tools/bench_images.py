@@ -2,7 +2,7 @@
 small-image stem, batch 256, 32x32, 2 threads, fp32 (and bf16 autocast with --bf16); with --lightly, the lightly
 library's SimCLR (its ResNet-18 trunk, projection head and NTXentLoss) at the same configuration, if installed.
 
-    python tools/bench_images.py [--steps 3] [--batch 256] [--lightly]
+    python tools/bench_images.py [--steps 3] [--batch 256] [--lightly] [--methods simclr]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cpc.methods import BYOL, BarlowTwins, BarlowTwinsConfig, BYOLConfig, MoCo, MoCoConfig, SimCLR, SimCLRConfig  # noqa
 from cpc.models.encoders import ImageEncoderConfig  # noqa: E402
-from timing import best_of  # noqa: E402  (tools/timing.py)
+from timing import best_of, interleaved_best_of  # noqa: E402  (tools/timing.py)
 
 
 def ours(method, views, bf16: bool):
@@ -34,7 +34,7 @@ def ours(method, views, bf16: bool):
     return step
 
 
-def lightly_simclr(views):
+def lightly_simclr(views, bf16: bool):
     import torchvision
     from lightly.loss import NTXentLoss
     from lightly.models.modules import SimCLRProjectionHead
@@ -50,9 +50,10 @@ def lightly_simclr(views):
     x0, x1 = views[:, 0], views[:, 1]
 
     def step():
-        z0 = head(backbone(x0).flatten(1))
-        z1 = head(backbone(x1).flatten(1))
-        loss = criterion(z0, z1)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            z0 = head(backbone(x0).flatten(1))
+            z1 = head(backbone(x1).flatten(1))
+            loss = criterion(z0, z1)
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
@@ -66,7 +67,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--lightly", action="store_true")
-    parser.add_argument("--methods", nargs="+", default=["simclr", "moco", "byol", "barlow_twins"])
+    parser.add_argument("--methods", nargs="*", default=["simclr", "moco", "byol", "barlow_twins"])
     args = parser.parse_args()
     torch.set_num_threads(2)
     torch.manual_seed(0)
@@ -83,9 +84,11 @@ def main() -> None:
     for name in args.methods:
         seconds = best_of(ours(builders[name](), views, args.bf16), args.steps)
         print(f"cpc {name:<13} {args.batch / seconds:7.1f} images/s  ({seconds:.2f} s/step)", flush=True)
-    if args.lightly:
-        seconds = best_of(lightly_simclr(views), args.steps)
-        print(f"lightly simclr      {args.batch / seconds:7.1f} images/s  ({seconds:.2f} s/step)")
+    if args.lightly:  # head to head, calls interleaved: the machine drifts by 10-15 % between runs
+        best = interleaved_best_of({"cpc simclr": ours(builders["simclr"](), views, args.bf16),
+                                    "lightly simclr": lightly_simclr(views, args.bf16)}, args.steps)
+        for name, seconds in best.items():
+            print(f"{name:<17} {args.batch / seconds:7.1f} images/s  ({seconds:.2f} s/step, interleaved)")
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.2f} GB")
 
 

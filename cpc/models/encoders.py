@@ -237,11 +237,15 @@ class FrameEncoderConfig:
     image: ImageEncoderConfig = field(default_factory=image_encoder_for_frames)
     grid: int = 1  # 1: one vector per frame; g: one per cell of a g x g grid (Dense Predictive Coding)
     # How a frame's (or cell's) feature map becomes one vector: "mean" (global average: translation-invariant, so
-    # blind to where things are) or "flatten" (the map average-pooled to map_size x map_size, flattened and
-    # projected to `dim` by a linear layer: keeps the layout, which predicting motion needs).
+    # blind to where things are), "flatten" (the map average-pooled to map_size x map_size, flattened and
+    # projected to `dim` by a linear layer: keeps the layout, which predicting motion needs) or "both" (the two
+    # concatenated: where things are and, on its own axes, what they are).
     pool: str = "flatten"
     map_size: int = 4
     dim: int = 256  # "flatten" only
+
+
+FRAME_POOLS = ("flatten", "mean", "both")
 
 
 class FrameEncoder(nn.Module):
@@ -252,15 +256,14 @@ class FrameEncoder(nn.Module):
         super().__init__()
         if config.grid < 1:
             raise ValueError(f"frame encoder grid must be >= 1; got {config.grid}")
-        if config.pool not in ("mean", "flatten"):
-            raise ValueError(f"unknown frame pooling {config.pool!r}; choose 'mean' or 'flatten'")
+        if config.pool not in FRAME_POOLS:
+            raise ValueError(f"unknown frame pooling {config.pool!r}; choose one of {FRAME_POOLS}")
         self.config = config
         self.image = ImageEncoder(config.image)
         self.project = None
-        self.dim = self.image.dim
-        if config.pool == "flatten":
+        if config.pool != "mean":
             self.project = nn.Linear(self.image.dim * config.map_size**2, config.dim)
-            self.dim = config.dim
+        self.dim = (config.dim if config.pool != "mean" else 0) + (self.image.dim if config.pool != "flatten" else 0)
         self.hop = 1  # one output step per input frame
 
     def num_frames(self, frames: int) -> int:
@@ -283,12 +286,15 @@ class FrameEncoder(nn.Module):
         b, t = frames.shape[:2]
         maps = self.feature_maps(frames)
         grid, size = self.config.grid, self.config.map_size
-        if self.project is None:
-            cells = nn.functional.adaptive_avg_pool2d(maps, grid).flatten(2).transpose(1, 2)  # (B*T, g*g, dim)
-        else:  # each cell's own size x size patch of the (grid * size) map, flattened
+        parts = []
+        if self.project is not None:  # each cell's own size x size patch of the (grid * size) map, flattened
             patches = nn.functional.adaptive_avg_pool2d(maps, grid * size)
-            cells = self.project(rearrange(patches, "n d (g1 s1) (g2 s2) -> n (g1 g2) (d s1 s2)", s1=size, s2=size))
-        return cells.view(b, t, -1) if grid == 1 else cells.view(b, t, grid * grid, -1)
+            parts.append(self.project(rearrange(patches, "n d (g1 s1) (g2 s2) -> n (g1 g2) (d s1 s2)",
+                                                s1=size, s2=size)))
+        if self.config.pool != "flatten":  # (B*T, g*g, trunk dim)
+            parts.append(nn.functional.adaptive_avg_pool2d(maps, grid).flatten(2).transpose(1, 2))
+        cells = torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+        return cells.reshape(b, t, -1) if grid == 1 else cells.reshape(b, t, grid * grid, -1)
 
 
 def standardize_frames(frames: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clips", type=int, default=2000, help="training clips when the corpus is made")
     parser.add_argument("--steps", type=int, default=1000, help="pretraining steps (0: probe an existing run)")
     parser.add_argument("--out", default="runs/moving_digits")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a key of cpc.yaml, e.g. --set cpc.model.ar.dim=256 (repeatable)")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     data, out = Path(args.data), Path(args.out)
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.steps:
         print(f"2. pretraining CPC for {args.steps} steps")
         config = load_config(RECIPE, [f"train.steps={args.steps}", f"train.out={out / 'cpc'}",
-                                      f"data.shards={data / 'train'}", f"val_shards={data / 'test'}"])
+                                      f"data.shards={data / 'train'}", f"val_shards={data / 'test'}", *args.set])
         pretrain(config)
     print("3. probes on held-out clips (train clips for the probe, a tenth of them for choosing the epoch)")
     train, test = load_clips(data / "train"), load_clips(data / "test")

@@ -10,7 +10,7 @@ def frames(batch=2, time=6, size=32, channels=1):
 
 
 @pytest.mark.parametrize("grid", [1, 2])
-@pytest.mark.parametrize("pool, dim", [("mean", 128), ("flatten", 96)])
+@pytest.mark.parametrize("pool, dim", [("mean", 128), ("flatten", 96), ("both", 96 + 128)])
 def test_frame_encoder_shapes(grid, pool, dim):
     encoder = FrameEncoder(FrameEncoderConfig(grid=grid, pool=pool, dim=96))
     out = encoder(standardize_frames(frames()))
@@ -27,6 +27,9 @@ def test_flatten_pooling_sees_where_things_are_and_mean_pooling_does_not():
     x[0, 1, 9:13, 9:13] = 1.0  # the same square, moved (away from the zero-padded border)
     assert torch.allclose(mean(x)[0, 0], mean(x)[0, 1], atol=1e-6)
     assert not torch.allclose(flat(x)[0, 0], flat(x)[0, 1], atol=1e-3)
+    both = FrameEncoder(FrameEncoderConfig(image=config.image, pool="both"))
+    both.load_state_dict(flat.state_dict())  # the same trunk and projection
+    torch.testing.assert_close(both(x), torch.cat([flat(x), mean(x)], dim=-1))
 
 
 def test_each_frame_is_encoded_on_its_own():
