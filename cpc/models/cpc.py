@@ -13,7 +13,7 @@ from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, F
                                  standardize, standardize_frames)
 from cpc.models.heads import PredictionHeads, PredictorConfig
 
-REGRESSION_TARGETS = ("none", "z", "logmel")
+REGRESSION_TARGETS = ("none", "z", "logmel", "pixels")
 MODALITIES = ("audio", "video")
 
 
@@ -25,9 +25,12 @@ class CPCModelConfig:
     frames: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
     ar: AutoregressiveConfig = field(default_factory=AutoregressiveConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
-    # Predictive-coding regression head: predict future encoder frames "z" (detached) or "logmel" frames.
+    # Predictive-coding regression head: predict future encoder frames "z" (detached), "logmel" frames (audio) or
+    # "pixels" (video: each future frame average-pooled to pixel_size x pixel_size, or each grid cell's share):
+    # a pixel target makes the context carry what the frames show, not only what tells them apart.
     regression_target: str = "none"
     n_mels: int = 80
+    pixel_size: int = 8
     # Each input row (audio) or frame (video) to zero mean, unit variance: without it an untrained encoder outputs
     # mostly its biases.
     standardize: bool = True
@@ -48,7 +51,11 @@ class CPCModel(nn.Module):
         if config.modality not in MODALITIES:
             raise ValueError(f"unknown modality {config.modality!r}; choose one of {MODALITIES}")
         if config.modality == "video" and config.regression_target == "logmel":
-            raise ValueError("regression_target 'logmel' needs audio; video can regress encoder frames: 'z'")
+            raise ValueError("regression_target 'logmel' needs audio; video can regress 'z' or 'pixels'")
+        if config.modality == "audio" and config.regression_target == "pixels":
+            raise ValueError("regression_target 'pixels' needs video; audio can regress 'z' or 'logmel'")
+        if config.regression_target == "pixels" and config.pixel_size % config.frames.grid:
+            raise ValueError(f"pixel_size {config.pixel_size} must be a multiple of frames.grid {config.frames.grid}")
         self.config = config
         self.video = config.modality == "video"
         self.input_key = "frames" if self.video else "wav"  # the batch field this model reads
@@ -63,8 +70,9 @@ class CPCModel(nn.Module):
         self.logmel = LogMelFrames(n_mels=config.n_mels, hop=self.encoder.hop) if config.regression_target == "logmel" else None
         self.regressor = None
         if config.regression_target != "none":
-            target_dim = self.encoder.dim if config.regression_target == "z" else config.n_mels
-            self.regressor = PredictionHeads(config.ar.dim, target_dim, steps, "linear")
+            target_dim = {"z": self.encoder.dim, "logmel": config.n_mels,
+                          "pixels": config.frames.image.in_channels * (config.pixel_size // config.frames.grid)**2}
+            self.regressor = PredictionHeads(config.ar.dim, target_dim[config.regression_target], steps, "linear")
 
     @property
     def hop(self) -> int:
@@ -146,8 +154,19 @@ class CPCModel(nn.Module):
             out["pred"] = self.predictor(c)
         if self.regressor is not None:
             out["regression"] = self.regressor(c)
-            out["regression_target"] = z.detach() if self.logmel is None else self.logmel(x)
+            out["regression_target"] = self.regression_target(x, z)
         return out
+
+    def regression_target(self, prepared: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """What the regression head predicts, frame-aligned with z: (B', T, target dim)."""
+        if self.config.regression_target == "logmel":
+            return self.logmel(prepared)
+        if self.config.regression_target == "pixels":  # (B, T, H, W, C) -> per cell, its pooled pixels
+            b, t = prepared.shape[:2]
+            size, grid = self.config.pixel_size, self.config.frames.grid
+            pooled = nn.functional.adaptive_avg_pool2d(prepared.flatten(0, 1).permute(0, 3, 1, 2), size)
+            return rearrange(pooled, "(b t) c (g1 s1) (g2 s2) -> (b g1 g2) t (c s1 s2)", b=b, t=t, g1=grid, g2=grid)
+        return z.detach()
 
 
 FEATURE_LAYERS = ("z", "c", "both", "appearance")

@@ -50,6 +50,21 @@ def test_regression_of_future_frames():
     assert out["regression"].shape == (2, 8, 3, 256) and not out["regression_target"].requires_grad
 
 
+@pytest.mark.parametrize("grid", [1, 2])
+def test_pixel_regression_target_is_each_cells_pooled_frame(grid):
+    model = video_model(grid=grid, regression="pixels")
+    x = clips()
+    out = model(x)
+    frames = model.prepare(x)  # standardised (B, T, H, W, C)
+    size = model.config.pixel_size // grid  # pixels per cell side
+    cell = 32 // grid
+    for b, t, row, col in [(0, 0, 0, 0), (1, 5, grid - 1, 0), (1, 7, 0, grid - 1)]:
+        region = frames[b, t, row * cell:(row + 1) * cell, col * cell:(col + 1) * cell, 0]
+        expected = torch.nn.functional.adaptive_avg_pool2d(region[None], size).flatten()
+        torch.testing.assert_close(out["regression_target"][b * grid * grid + row * grid + col, t], expected)
+    assert out["regression"].shape == (2 * grid * grid, 8, 3, size * size)
+
+
 def test_bad_inputs():
     model = video_model()
     with pytest.raises(ValueError, match=r"\(batch, time, height, width, channels\); got shape \(8, 32, 32, 1\)"):
@@ -59,6 +74,9 @@ def test_bad_inputs():
     config = cpc_video_config()
     config.regression_target = "logmel"
     with pytest.raises(ValueError, match="'logmel' needs audio"):
+        CPCModel(config)
+    config.modality, config.regression_target = "audio", "pixels"
+    with pytest.raises(ValueError, match="'pixels' needs video"):
         CPCModel(config)
     config.modality = "text"
     with pytest.raises(ValueError, match="unknown modality 'text'"):
