@@ -115,12 +115,26 @@ class ConvEncoder(nn.Module):
     def encode_padded(self, wav: torch.Tensor) -> torch.Tensor:
         """(batch, samples already padded, or carrying real context) -> (batch, frames, channels)."""
         x = wav[:, None, None, :]
-        if self.config.recompute_first and torch.is_grad_enabled() and self.training:
+        if not self.training and self.config.norm == "batch":
+            x = self.fused_inference(x)
+        elif self.config.recompute_first and torch.is_grad_enabled() and self.training:
             x = torch.utils.checkpoint.checkpoint(recomputable(self.layers[:2]), x, use_reentrant=False)
             x = self.layers[2:](x)
         else:
             x = self.layers(x)  # (batch, channels, 1, frames), channels_last
         return x.permute(0, 2, 3, 1).squeeze(1)
+
+
+    def fused_inference(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode forward with each BatchNorm folded into its conv (weights rescaled, shift as bias): one pass
+        over each layer's output instead of three; under bf16 autocast the separate norm took a third of the time.
+        Folded afresh on every call (a few hundred thousand multiplies), so later weight changes are never stale."""
+        for conv, norm, relu in zip(self.layers[0::3], self.layers[1::3], self.layers[2::3]):
+            scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+            weight = conv.weight * scale[:, None, None, None]
+            bias = norm.bias - norm.running_mean * scale
+            x = relu(nn.functional.conv2d(x, weight, bias, conv.stride))
+        return x
 
 
 def recomputable(layers: nn.Sequential):

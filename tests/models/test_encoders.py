@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch import nn
 
 from cpc.models.encoders import ConvEncoder, ConvEncoderConfig, LogMelFrames, receptive_field, standardize
 
@@ -109,3 +110,19 @@ def test_recomputed_first_block_keeps_less_for_backward():
 
     first_layer_output = 2 * 32 * (16000 + 240) // 5 * 4  # fp32 frames of the first conv over the padded input
     assert saved_bytes(False) - saved_bytes(True) >= 0.9 * first_layer_output
+
+
+def test_eval_folds_batch_norm_into_the_convs_exactly():
+    torch.manual_seed(0)
+    encoder = ConvEncoder(ConvEncoderConfig(channels=16, norm="batch"))
+    for _ in range(3):  # move the running statistics away from their initial 0 / 1
+        encoder(torch.randn(4, 3200) * 3 + 1)
+    encoder.eval()
+    wav = torch.randn(2, 4000)
+    with torch.no_grad():
+        folded = encoder(wav)
+        layer_by_layer = encoder.layers(nn.functional.pad(wav, (encoder.pad_left, encoder.pad_right))[:, None, None, :])
+    torch.testing.assert_close(folded, layer_by_layer.permute(0, 2, 3, 1).squeeze(1), rtol=1e-5, atol=1e-5)
+    encoder.layers[1].weight.data.mul_(2)  # folded afresh on every call: a changed norm is never stale
+    with torch.no_grad():
+        assert not torch.allclose(encoder(wav), folded, atol=1e-3)
