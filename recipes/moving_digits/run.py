@@ -4,7 +4,7 @@ clip uses): digit identity from clip-mean "appearance" (the frame trunk's maps a
 clip-mean context c, motion direction from c_t of every frame; the same probes on a randomly initialised model of
 the same shape. Prints one table.
 
-    python recipes/moving_digits/run.py                 # 1000 steps
+    python recipes/moving_digits/run.py                 # 1500 steps
     python recipes/moving_digits/run.py --steps 0       # probes of an existing run
 """
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/moving_digits")
     parser.add_argument("--clips", type=int, default=2000, help="training clips when the corpus is made")
-    parser.add_argument("--steps", type=int, default=1000, help="pretraining steps (0: probe an existing run)")
+    parser.add_argument("--steps", type=int, default=1500, help="pretraining steps (0: probe an existing run)")
     parser.add_argument("--out", default="runs/moving_digits")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a key of cpc.yaml, e.g. --set cpc.model.ar.dim=256 (repeatable)")
