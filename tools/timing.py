@@ -7,13 +7,7 @@ import time
 
 def best_of(fn, repeats: int) -> float:
     """Seconds of the fastest of `repeats` calls of fn, after one warm-up call (allocator, oneDNN kernel choice)."""
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return interleaved_best_of({"fn": fn}, repeats)["fn"]
 
 
 def interleaved_best_of(fns: dict, repeats: int) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 import soundfile as sf
 
 from cpc.data.shards import resolve_shards
-from cpc.data.stages import SkipCounter, Stream
+from cpc.data.stages import SkipCounter, Stream, find_field
 
 AUDIO_FIELDS = ("flac", "wav", "ogg")
 
@@ -38,9 +38,8 @@ class AudioDataConfig:
 def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int = 16000) -> dict[str, Any] | None:
     """One shard sample -> {"key", "wav" float32 (samples,), "speaker", "utterance", "labels" int16 or None}."""
     key = sample["__key__"]
-    field = next((f for f in AUDIO_FIELDS if f in sample), None)
+    field = find_field(sample, AUDIO_FIELDS, skips, "no audio file in sample")
     if field is None:
-        skips.skip("no audio file in sample", key)
         return None
     try:
         audio, rate = sf.read(io.BytesIO(sample[field]), dtype="float32")

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from cpc.data.shards import resolve_shards
-from cpc.data.stages import SkipCounter, Stream
+from cpc.data.stages import SkipCounter, Stream, find_field
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png")
 
@@ -36,9 +36,8 @@ def decode_image(sample: dict[str, Any], skips: SkipCounter, transform: Callable
     from PIL import Image
 
     key = sample["__key__"]
-    field = next((f for f in IMAGE_FIELDS if f in sample), None)
+    field = find_field(sample, IMAGE_FIELDS, skips, "no image in sample")
     if field is None:
-        skips.skip("no image in sample", key)
         return None
     try:
         image = Image.open(io.BytesIO(sample[field])).convert("RGB")

@@ -37,6 +37,14 @@ def stream_rng(seed: int, start: int) -> random.Random:
     return random.Random(f"{seed}/{rank}/{worker}/{start}")  # str seeds hash the same in every process
 
 
+def find_field(sample: dict[str, Any], fields: tuple[str, ...], skips: SkipCounter, missing: str) -> str | None:
+    """The first of `fields` (file extensions) the sample carries; None, counted as skipped for `missing`, if none."""
+    field = next((f for f in fields if f in sample), None)
+    if field is None:
+        skips.skip(missing, sample["__key__"])
+    return field
+
+
 class SkipCounter:
     """Counts skipped samples by reason, keeping the first few keys. Lives in the worker; `drain()` hands the
     counts since the last drain to the batch, so they reach the main process through the data itself."""
