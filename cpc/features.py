@@ -9,16 +9,33 @@ Three ways, all giving the same frames (within float rounding):
 
 Inputs are standardised with the utterance's own mean and standard deviation, as in training. A stream cannot
 see the future, so it takes them as `stats` (computed from the file, or from a calibration stretch of live audio).
+
+Each way takes `precision` ("fp32", or "bf16" autocast) and works unchanged with a model whose encoder runs in
+int8 (`cpc.models.int8.int8_model`): the fastest CPU extraction.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import contextlib
+import itertools
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from cpc.models.cpc import CPCModel, check_layer, select_layer
+
+PRECISIONS = ("fp32", "bf16")
+CALIBRATION_UTTERANCES = 8  # int8 extraction calibrates on this many first utterances (or the batch, if larger)
+
+
+def float_math(precision: str, device: torch.device):
+    """The context extraction computes in: bf16 autocast, or plain fp32 (int8 encoders are not affected)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 def utterance_stats(wav: np.ndarray | torch.Tensor) -> tuple[float, float]:
     """(mean, std) of one utterance, as the model's input standardisation computes them."""
@@ -27,8 +44,9 @@ def utterance_stats(wav: np.ndarray | torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def extract_batch(model: CPCModel, wavs: Sequence[np.ndarray | torch.Tensor], layer: str = "c") -> list[torch.Tensor]:
-    """Features (frames, dim) for each waveform (samples,), computed as one zero-padded batch."""
+def extract_batch(model: CPCModel, wavs: Sequence[np.ndarray | torch.Tensor], layer: str = "c",
+                  precision: str = "fp32") -> list[torch.Tensor]:
+    """Features (frames, dim) for each waveform (samples,), computed as one zero-padded batch; float32 out."""
     check_layer(layer)  # a bad layer name fails before any work
     model.eval()
     device = next(model.parameters()).device
@@ -42,15 +60,16 @@ def extract_batch(model: CPCModel, wavs: Sequence[np.ndarray | torch.Tensor], la
             mean, std = utterance_stats(wav)
             wav = (wav - mean) / (std + 1e-5)
         batch[row, :length] = wav  # zeros after the end, as whole-utterance encoding pads
-    z = model.encoder(batch)
-    c, _ = model.ar(z)
-    features = select_layer(z, c, layer)
+    with float_math(precision, device):
+        z = model.encoder(batch)
+        c, _ = model.ar(z)
+    features = select_layer(z, c, layer).float()
     return [features[row, : length // model.hop] for row, length in enumerate(lengths)]
 
 
-def extract(model: CPCModel, wav: np.ndarray | torch.Tensor, layer: str = "c") -> torch.Tensor:
+def extract(model: CPCModel, wav: np.ndarray | torch.Tensor, layer: str = "c", precision: str = "fp32") -> torch.Tensor:
     """Features (samples // hop, dim) of one waveform (samples,)."""
-    return extract_batch(model, [wav], layer)[0]
+    return extract_batch(model, [wav], layer, precision)[0]
 
 
 class FeatureStream:
@@ -60,15 +79,18 @@ class FeatureStream:
     chunk's last few frames come out with the next chunk. Memory is bounded by the chunk size.
     """
 
-    def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c"):
+    def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c",
+                 precision: str = "fp32"):
         check_layer(layer)
         if model.config.encoder.norm == "instance":
             raise ValueError("instance norm uses whole-sequence statistics: a model with it cannot be streamed")
         self.model, self.layer = model.eval(), layer
+        self.device = next(model.parameters()).device
+        self.float_math = lambda: float_math(precision, self.device)
+        self.float_math()  # a bad precision fails here, not at the first chunk
         self.mean, self.std = stats if model.config.standardize else (0.0, 1.0 - 1e-5)
         encoder = model.encoder
         self.hop, self.field = encoder.hop, encoder.field
-        self.device = next(model.parameters()).device
         self.buffer = torch.zeros(1, encoder.pad_left, device=self.device)  # the left edge's zero padding
         self.pad_right = encoder.pad_right
         self.state = None
@@ -93,37 +115,63 @@ class FeatureStream:
         ready = min((self.buffer.shape[1] - self.field) // self.hop + 1, total_frames - self.frames)
         if ready <= 0:
             return torch.zeros(0, self.dim(), device=self.device)
-        z = self.model.encoder.encode_padded(self.buffer[:, : (ready - 1) * self.hop + self.field])
-        c, self.state = self.model.ar(z, self.state)
+        with self.float_math():
+            z = self.model.encoder.encode_padded(self.buffer[:, : (ready - 1) * self.hop + self.field])
+            c, self.state = self.model.ar(z, self.state)
         self.buffer = self.buffer[:, ready * self.hop :]
         self.frames += ready
-        return select_layer(z, c, self.layer)[0]
+        return select_layer(z, c, self.layer)[0].float()
 
     def dim(self) -> int:
         z, c = self.model.encoder.dim, self.model.config.ar.dim
         return {"z": z, "c": c, "both": z + c}[self.layer]
 
 
-def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_samples: int, layer: str = "c") -> torch.Tensor:
+def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_samples: int, layer: str = "c",
+                    precision: str = "fp32") -> torch.Tensor:
     """`extract` through a FeatureStream, `chunk_samples` at a time: bounded memory for hour-long files."""
-    stream = FeatureStream(model, utterance_stats(wav) if model.config.standardize else (0.0, 1.0), layer)
+    stream = FeatureStream(model, utterance_stats(wav) if model.config.standardize else (0.0, 1.0), layer, precision)
     wav = torch.as_tensor(wav, dtype=torch.float32)
     pieces = [stream.push(wav[start : start + chunk_samples]) for start in range(0, len(wav), chunk_samples)]
     return torch.cat(pieces + [stream.finish()])
 
 
-def extract_corpus(model: CPCModel, utterances, layer: str = "c", batch: int = 8, chunk_samples: int = 0):
+def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batch: int = 8, chunk_samples: int = 0,
+                   precision: str = "fp32", int8: bool = False):
     """(key, wav) pairs -> (key, features) pairs in the same order: batched with padding, or streamed in chunks of
-    `chunk_samples` (bounded memory for very long recordings) when chunk_samples > 0."""
+    `chunk_samples` (bounded memory for very long recordings) when chunk_samples > 0. `int8`: the encoder runs
+    in int8 (cpc.models.int8), its scales calibrated on the first utterances (at most a minute of them).
+    Bad arguments fail here, before the first utterance is read."""
     check_layer(layer)
+    float_math(precision, torch.device("cpu"))
+    if int8:
+        from cpc.models.int8 import check_int8
+
+        check_int8(model)
+    return extracted_corpus(model, iter(utterances), layer, batch, chunk_samples, precision, int8)
+
+
+def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8):
+    if int8:
+        from cpc.models.int8 import int8_model
+
+        head = list(itertools.islice(utterances, max(batch, CALIBRATION_UTTERANCES)))
+        if head:
+            model = int8_model(model, [wav for _, wav in head])
+        utterances = itertools.chain(head, utterances)
     pending: list[tuple[str, torch.Tensor]] = []
+
+    def flush():
+        features = extract_batch(model, [wav for _, wav in pending], layer, precision)
+        return list(zip([key for key, _ in pending], features))
+
     for key, wav in utterances:
         if chunk_samples > 0:
-            yield key, extract_chunked(model, wav, chunk_samples, layer)
+            yield key, extract_chunked(model, wav, chunk_samples, layer, precision)
             continue
         pending.append((key, wav))
         if len(pending) == batch:
-            yield from zip([k for k, _ in pending], extract_batch(model, [w for _, w in pending], layer))
+            yield from flush()
             pending = []
     if pending:
-        yield from zip([k for k, _ in pending], extract_batch(model, [w for _, w in pending], layer))
+        yield from flush()

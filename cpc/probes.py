@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -189,9 +190,10 @@ def load_clips(shards) -> list[Clip]:
     return clips
 
 
-def featurizer(spec: str, layer: str = "c"):
-    """'mfcc', 'logmel', a checkpoint path, or 'random:PRESET' / 'random:CHECKPOINT' (that architecture, untrained)
-    -> a function wav -> features."""
+def featurizer(spec: str, layer: str = "c", calibration: Sequence = ()):
+    """'mfcc', 'logmel', a checkpoint path, 'random:PRESET' / 'random:CHECKPOINT' (that architecture, untrained),
+    or 'int8:CHECKPOINT' (its encoder in int8, scales calibrated on the `calibration` waveforms) -> a function
+    wav -> features."""
     if spec in ("mfcc", "logmel"):
         return lambda wav: baseline_features(wav, spec)
     from cpc.train.pretrain import load_model
@@ -206,6 +208,10 @@ def featurizer(spec: str, layer: str = "c"):
 
             torch.manual_seed(0)
             model = CPCModel(cpc_preset(source).model).eval()
+    elif spec.startswith("int8:"):
+        from cpc.models.int8 import int8_model
+
+        model = int8_model(load_model(spec.split(":", 1)[1]), list(calibration))
     else:
         model = load_model(spec)
     return lambda wav: model.features(wav, layer)

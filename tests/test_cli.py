@@ -39,15 +39,40 @@ def test_extract_command_npy_and_shards_keep_keys_order_and_frames(tmp_path):
     main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "npy"), "--layer", "both", "--dtype", "float16"])
     main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "streamed"), "--chunk-seconds", "0.7"])
     main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "shards"), "--format", "shards"])
+    main(["extract", str(tmp_path / "run"), sample, str(tmp_path / "int8"), "--int8", "--precision", "bf16"])
     utterances = load_utterances(sample)
     for u in utterances:
         both = np.load(tmp_path / "npy" / f"{u.key}.npy")
         assert both.shape == (len(u.wav) // 160, 64 + 64) and both.dtype == np.float16
         streamed = np.load(tmp_path / "streamed" / f"{u.key}.npy")
         assert np.allclose(streamed, both[:, 64:].astype(np.float32), atol=2e-3)  # float16 rounding
+        int8 = np.load(tmp_path / "int8" / f"{u.key}.npy")
+        exact = both[:, 64:].astype(np.float32)
+        assert int8.shape == exact.shape and np.linalg.norm(int8 - exact) < 0.05 * np.linalg.norm(exact)
     import webdataset as wds
 
     from cpc.data.shards import resolve_shards
 
     keys = [s["__key__"] for s in wds.WebDataset(resolve_shards(tmp_path / "shards"), shardshuffle=False)]
     assert keys == [u.key for u in utterances]
+
+
+def test_extract_command_refuses_int8_for_channel_norm(tmp_path):
+    import pytest
+
+    main(["pretrain", "recipes/demo/cpc.yaml", "--set", "train.steps=1", "--set", f"train.out={tmp_path / 'run'}",
+          "--set", "data.window=3200", "--set", "val_shards=", "--set", "train.progress=false",
+          "--set", "cpc.model.encoder.norm=channel"])
+    with pytest.raises(SystemExit, match="cpc extract: int8 encoding needs an encoder with BatchNorm"):
+        main(["extract", str(tmp_path / "run"), "datasets/synthetic_speech/sample/test", str(tmp_path / "x"), "--int8"])
+    assert not (tmp_path / "x").exists()  # failed before writing anything
+
+
+def test_feature_names_are_file_safe(tmp_path):
+    from cpc.cli import feature_name
+
+    (tmp_path / "run_a").mkdir()
+    assert feature_name(f"int8:{tmp_path / 'run_a'}") == "int8_run_a"
+    assert feature_name(f"random:{tmp_path / 'run_a'}") == "random_run_a"
+    assert feature_name("random:base") == "random_base"
+    assert feature_name("mfcc") == "mfcc"

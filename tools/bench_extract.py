@@ -1,5 +1,6 @@
 """Feature extraction speed: audio-seconds per wall-second (x real time) for the 256-channel models, 2 threads,
-batches of 10 s utterances, fp32 and bf16 autocast; whole-batch and chunked-stream extraction.
+batches of 10 s utterances: fp32, bf16 autocast, the int8 encoder (with fp32 or bf16 g_ar; BatchNorm encoders
+only), and chunked-stream extraction. Modes alternate call by call (A B C A B C) so drift hits all alike.
 
     python tools/bench_extract.py
 """
@@ -12,7 +13,10 @@ import torch
 
 from cpc.features import extract_batch, extract_chunked
 from cpc.models.cpc import CPCModel, cpc_base_config
-from timing import best_of  # tools/timing.py: scripts here run with tools/ on sys.path
+from cpc.models.int8 import int8_model
+from timing import interleaved_best_of  # tools/timing.py: scripts here run with tools/ on sys.path
+
+MODES = ("fp32", "bf16", "int8 + fp32", "int8 + bf16", "stream 4 s fp32")
 
 
 def main() -> None:
@@ -29,18 +33,19 @@ def main() -> None:
     wavs = [torch.randn(int(args.seconds * 16000)) for _ in range(args.batch)]
     audio = args.batch * args.seconds
     print(f"{args.batch} utterances x {args.seconds:.0f} s, 2 threads, best of {args.repeats}; x real time")
-    print(f"{'model':<28} {'batched fp32':>13} {'batched bf16':>13} {'stream 4 s fp32':>16}")
+    print(f"{'model':<28}" + "".join(f"{mode:>17}" for mode in MODES))
     for name, config in configs.items():
         model = CPCModel(config).eval()
-        fp32 = best_of(lambda: extract_batch(model, wavs), args.repeats)
-
-        def bf16():
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                extract_batch(model, wavs)
-
-        half = best_of(bf16, args.repeats)
-        stream = best_of(lambda: extract_chunked(model, wavs[0], 4 * 16000), args.repeats)
-        print(f"{name:<28} {audio / fp32:>12.0f}x {audio / half:>12.0f}x {args.seconds / stream:>15.0f}x")
+        calls = {"fp32": lambda: extract_batch(model, wavs), "bf16": lambda: extract_batch(model, wavs, "c", "bf16")}
+        if config.encoder.norm == "batch":
+            quantized = int8_model(model, wavs[:2])
+            calls["int8 + fp32"] = lambda: extract_batch(quantized, wavs)
+            calls["int8 + bf16"] = lambda: extract_batch(quantized, wavs, "c", "bf16")
+        calls["stream 4 s fp32"] = lambda: extract_chunked(model, wavs[0], 4 * 16000)
+        seconds = interleaved_best_of(calls, args.repeats)
+        audio_of = {mode: args.seconds if mode.startswith("stream") else audio for mode in MODES}
+        print(f"{name:<28}" + "".join(f"{audio_of[m] / seconds[m]:>16.0f}x" if m in seconds else f"{'n/a':>17}"
+                                      for m in MODES))
 
 
 if __name__ == "__main__":

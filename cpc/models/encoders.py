@@ -129,11 +129,23 @@ class ConvEncoder(nn.Module):
         """Eval-mode forward with each BatchNorm folded into its conv (weights rescaled, shift as bias): one pass
         over each layer's output instead of three; under bf16 autocast the separate norm took a third of the time.
         Folded afresh on every call (a few hundred thousand multiplies), so later weight changes are never stale."""
-        for conv, norm, relu in zip(self.layers[0::3], self.layers[1::3], self.layers[2::3]):
-            weight, bias = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var,
-                                                norm.eps, norm.weight, norm.bias)
-            x = relu(nn.functional.conv2d(x, weight, bias, conv.stride))
+        for weight, bias, stride in self.folded_convs():
+            x = torch.relu_(nn.functional.conv2d(x, weight, bias, stride))
         return x
+
+    def folded_convs(self) -> list[tuple[torch.Tensor, torch.Tensor | None, tuple[int, int]]]:
+        """(weight, bias, stride) of each layer as one conv followed by ReLU, eval-mode BatchNorm folded in; for
+        norms that depend on the input itself (channel, instance) there is no such form."""
+        if self.config.norm not in ("batch", "none"):
+            raise ValueError(f"a {self.config.norm!r} norm depends on each input: it cannot be folded into the convs")
+        layers = []
+        for conv, norm in zip(self.layers[0::3], self.layers[1::3]):
+            weight, bias = conv.weight, conv.bias
+            if isinstance(norm, nn.BatchNorm2d):
+                weight, bias = fuse_conv_bn_weights(weight, bias, norm.running_mean, norm.running_var, norm.eps,
+                                                    norm.weight, norm.bias)
+            layers.append((weight, bias, conv.stride))
+        return layers
 
 
 def recomputable(layers: nn.Sequential):
