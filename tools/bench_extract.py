@@ -1,6 +1,6 @@
 """Feature extraction speed: audio-seconds per wall-second (x real time) for the 256-channel models, 2 threads,
 batches of 10 s utterances: fp32, bf16 autocast, the int8 encoder (with fp32 or bf16 g_ar; BatchNorm encoders
-only), and chunked-stream extraction. Modes alternate call by call (A B C A B C) so drift hits all alike.
+only), and chunked-stream extraction (4 s chunks). Modes alternate call by call (A B C A B C) so drift hits all alike.
 
     python tools/bench_extract.py
 """
@@ -16,7 +16,7 @@ from cpc.models.cpc import CPCModel, cpc_base_config
 from cpc.models.int8 import int8_model
 from timing import interleaved_best_of  # tools/timing.py: scripts here run with tools/ on sys.path
 
-MODES = ("fp32", "bf16", "int8 + fp32", "int8 + bf16", "stream 4 s fp32")
+MODES = ("fp32", "bf16", "int8 + fp32", "int8 + bf16", "stream 4 s fp32", "stream int8+bf16")
 
 
 def main() -> None:
@@ -42,6 +42,8 @@ def main() -> None:
             calls["int8 + fp32"] = lambda: extract_batch(quantized, wavs)
             calls["int8 + bf16"] = lambda: extract_batch(quantized, wavs, "c", "bf16")
         calls["stream 4 s fp32"] = lambda: extract_chunked(model, wavs[0], 4 * 16000)
+        if config.encoder.norm == "batch":
+            calls["stream int8+bf16"] = lambda: extract_chunked(quantized, wavs[0], 4 * 16000, "c", "bf16")
         seconds = interleaved_best_of(calls, args.repeats)
         audio_of = {mode: args.seconds if mode.startswith("stream") else audio for mode in MODES}
         print(f"{name:<28}" + "".join(f"{audio_of[m] / seconds[m]:>16.0f}x" if m in seconds else f"{'n/a':>17}"
