@@ -37,6 +37,7 @@ def float_math(precision: str, device: torch.device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
+
 def utterance_stats(wav: np.ndarray | torch.Tensor) -> tuple[float, float]:
     """(mean, std) of one utterance, as the model's input standardisation computes them."""
     wav = torch.as_tensor(wav, dtype=torch.float32)

@@ -66,3 +66,14 @@ def test_model_features_api_matches_extract():
     wav = torch.randn(5000)
     assert torch.allclose(m.features(wav, "z"), extract(m, wav, "z"), atol=1e-5)
     assert m.features(torch.randn(2, 3200)).shape == (2, 20, 24)
+
+
+def test_bf16_precision_stays_close_in_every_way_and_returns_float32():
+    m = model("batch", "lstm")
+    wav = torch.randn(8000)
+    exact = extract(m, wav, "both")
+    for approx in (extract(m, wav, "both", "bf16"), extract_chunked(m, wav, 3000, "both", "bf16")):
+        assert approx.dtype == torch.float32 and approx.shape == exact.shape
+        assert 0 < (approx - exact).norm() / exact.norm() < 0.03  # bf16 did run, and stayed close
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        extract(m, wav, precision="fp16")
