@@ -26,7 +26,6 @@ import torch
 from cpc.models.cpc import CPCModel, check_layer, select_layer
 
 PRECISIONS = ("fp32", "bf16")
-CALIBRATION_UTTERANCES = 8  # int8 extraction calibrates on this many first utterances (or the batch, if larger)
 
 
 def float_math(precision: str, device: torch.device):
@@ -87,8 +86,8 @@ class FeatureStream:
             raise ValueError("instance norm uses whole-sequence statistics: a model with it cannot be streamed")
         self.model, self.layer = model.eval(), layer
         self.device = next(model.parameters()).device
-        self.float_math = lambda: float_math(precision, self.device)
-        self.float_math()  # a bad precision fails here, not at the first chunk
+        float_math(precision, self.device)  # a bad precision fails here, not at the first chunk
+        self.precision = precision
         self.mean, self.std = stats if model.config.standardize else (0.0, 1.0 - 1e-5)
         encoder = model.encoder
         self.hop, self.field = encoder.hop, encoder.field
@@ -116,7 +115,7 @@ class FeatureStream:
         ready = min((self.buffer.shape[1] - self.field) // self.hop + 1, total_frames - self.frames)
         if ready <= 0:
             return torch.zeros(0, self.dim(), device=self.device)
-        with self.float_math():
+        with float_math(self.precision, self.device):
             z = self.model.encoder.encode_padded(self.buffer[:, : (ready - 1) * self.hop + self.field])
             c, self.state = self.model.ar(z, self.state)
         self.buffer = self.buffer[:, ready * self.hop :]
@@ -154,7 +153,7 @@ def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batc
 
 def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8):
     if int8:
-        from cpc.models.int8 import int8_model
+        from cpc.models.int8 import CALIBRATION_UTTERANCES, int8_model
 
         head = list(itertools.islice(utterances, max(batch, CALIBRATION_UTTERANCES)))
         if head:

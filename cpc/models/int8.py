@@ -30,6 +30,7 @@ WAVE_ZERO_POINT = 128  # the standardised waveform is signed; every later layer'
 # factor. A single 8-bit waveform cost the features more than everything else together (encoder output error
 # 6.7 % vs 0.37 % with the split, 3.1 % from all activations, 0.4 % from weights; a trained 256-ch model on speech).
 RESIDUAL_STEPS = 16
+CALIBRATION_UTTERANCES = 8  # callers calibrate on this many first (training) utterances
 CALIBRATION_SAMPLES = 1 << 20  # values per layer the percentile is taken over (an even stride through the layer)
 
 
