@@ -29,7 +29,9 @@ class AutoregressiveConfig:
 
 
 class RecurrentAR(nn.Module):
-    """GRU or LSTM over (batch, time, input_dim); state is the RNN's hidden state."""
+    """GRU or LSTM over (batch, time, input_dim); state is the RNN's hidden state. The recurrence always runs in
+    float32, whatever autocast asks: cuDNN's autocast casts RNNs to fp16 even under bf16, and oneDNN has no bf16
+    LSTM on CPUs without native bf16 (AVX2), where autocast made it fail."""
 
     def __init__(self, kind: str, input_dim: int, dim: int, layers: int):
         super().__init__()
@@ -37,7 +39,8 @@ class RecurrentAR(nn.Module):
         self.rnn = rnn(input_dim, dim, num_layers=layers, batch_first=True)
 
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
-        return self.rnn(x, state)
+        with torch.autocast(x.device.type, enabled=False):
+            return self.rnn(x.float(), state)
 
 
 def alibi_slopes(heads: int) -> torch.Tensor:

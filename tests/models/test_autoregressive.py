@@ -64,3 +64,13 @@ def test_alibi_bias_reference():
 def test_unknown_kind():
     with pytest.raises(ValueError, match="unknown autoregressive kind 'rnn'.*gru"):
         build_autoregressive(AutoregressiveConfig(kind="rnn"), 8)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_recurrence_runs_in_float32_under_bf16_autocast(kind):
+    """oneDNN has no bf16 LSTM on AVX2 CPUs (autocast made it fail) and cuDNN's autocast would pick fp16."""
+    ar = build_autoregressive(AutoregressiveConfig(kind=kind, dim=16), input_dim=8).eval()
+    x = torch.randn(2, 9, 8)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = ar(x.bfloat16())
+    assert out.dtype == torch.float32 and torch.allclose(out, ar(x)[0], atol=0.02)

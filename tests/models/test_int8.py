@@ -12,7 +12,7 @@ from cpc.models.heads import PredictorConfig
 from cpc.models.int8 import (RESIDUAL_STEPS, WAVE_ZERO_POINT, Int8ConvEncoder, activation_scale, int8_available,
                              int8_model, split_waveform)
 
-pytestmark = pytest.mark.skipif(not int8_available(), reason="this torch build has no oneDNN int8 convolutions")
+needs_int8 = pytest.mark.skipif(not int8_available(), reason="no oneDNN int8 convolutions or no VNNI on this CPU")
 
 
 def speechlike(samples: int, seed: int) -> torch.Tensor:
@@ -59,6 +59,7 @@ def reference_int8(encoder: Int8ConvEncoder, float_encoder: ConvEncoder, padded:
     return x[:, :, 0, :].transpose(1, 2)
 
 
+@needs_int8
 def test_one_layer_equals_the_reference_formula():
     model = trained_like(kernels=(10,), strides=(5,))
     padded = torch.stack([speechlike(4000, 1), speechlike(4000, 2)])
@@ -67,6 +68,7 @@ def test_one_layer_equals_the_reference_formula():
     assert torch.allclose(out, reference_int8(encoder, model.encoder, padded), atol=1e-4)
 
 
+@needs_int8
 def test_five_layers_agree_with_the_reference_formula():
     model = trained_like()
     padded = torch.stack([speechlike(6000, 3), speechlike(6000, 4)])
@@ -78,6 +80,7 @@ def test_five_layers_agree_with_the_reference_formula():
     assert (out - ref).norm() / ref.norm() < 0.005
 
 
+@needs_int8
 @pytest.mark.parametrize("layer", ["z", "c"])
 def test_features_close_to_float(layer):
     model = trained_like()
@@ -89,6 +92,7 @@ def test_features_close_to_float(layer):
         assert nn.functional.cosine_similarity(approx, exact, dim=1).min() > 0.98
 
 
+@needs_int8
 def test_quantisation_changes_the_output():
     """Guards the tests above against comparing the float model with itself."""
     model = trained_like()
@@ -97,6 +101,7 @@ def test_quantisation_changes_the_output():
     assert 1e-4 < (approx - exact).norm() / exact.norm()
 
 
+@needs_int8
 def test_chunked_and_batched_equal_whole_file():
     model = int8_model(trained_like(), [speechlike(16000, 0)])
     wav = speechlike(12345, 5)
@@ -107,6 +112,7 @@ def test_chunked_and_batched_equal_whole_file():
     assert torch.allclose(extract_batch(model, others, "both")[1], whole, atol=1e-4)
 
 
+@needs_int8
 def test_bf16_math_with_int8_encoder_stays_close():
     model = int8_model(trained_like(), [speechlike(16000, 0)])
     wav = speechlike(8000, 7)
@@ -114,6 +120,7 @@ def test_bf16_math_with_int8_encoder_stays_close():
     assert bf16.dtype == torch.float32 and (bf16 - fp32).norm() / fp32.norm() < 0.05
 
 
+@needs_int8
 def test_no_norm_encoders_quantise_too():
     model = trained_like(norm="none")
     wavs = [speechlike(16000, seed) for seed in range(2)]
@@ -121,6 +128,7 @@ def test_no_norm_encoders_quantise_too():
     assert (approx - exact).norm() / exact.norm() < 0.05
 
 
+@needs_int8
 def test_split_waveform_carries_the_finer_steps():
     wav = torch.linspace(-3, 3, 1001)[None]
     split = split_waveform(wav, 3 / 127).float() - WAVE_ZERO_POINT  # (1, 2, 1, samples)
@@ -130,6 +138,7 @@ def test_split_waveform_carries_the_finer_steps():
     assert (coarse + residual - wav[0]).abs().max() <= 3 / 127 / RESIDUAL_STEPS / 2 + 1e-6  # 16x finer together
 
 
+@needs_int8
 def test_percentile_sets_the_saturation_point():
     x = torch.arange(1001.0)
     assert activation_scale(x, 100, 255) == pytest.approx(1000 / 255)
@@ -137,6 +146,7 @@ def test_percentile_sets_the_saturation_point():
     assert activation_scale(-x, 100, 127) == pytest.approx(1000 / 127)  # signed input: magnitude
 
 
+@needs_int8
 def test_calibration_reads_at_most_max_samples(monkeypatch):
     seen = []
     real = activation_scale
@@ -152,6 +162,7 @@ def test_calibration_reads_at_most_max_samples(monkeypatch):
     assert seen[0] == 16000 + 4000 + 2 * (encoder.pad_left + encoder.pad_right)
 
 
+@needs_int8
 def test_extract_corpus_int8_keeps_keys_and_order():
     model = trained_like()
     utterances = [(f"u{i}", speechlike(4000 + 160 * i, i)) for i in range(11)]
@@ -163,6 +174,7 @@ def test_extract_corpus_int8_keeps_keys_and_order():
         assert (features - exact[key]).norm() / exact[key].norm() < 0.05
 
 
+@needs_int8
 def test_bad_models_and_modes_give_clear_errors():
     wav = [speechlike(4000, 0)]
     with pytest.raises(ValueError, match="BatchNorm or no norm .* 'channel' norm"):
@@ -180,3 +192,10 @@ def test_bad_models_and_modes_give_clear_errors():
     quantized.train()
     with pytest.raises(RuntimeError, match="inference only"):
         quantized.encoder(torch.zeros(1, 4000))
+
+
+def test_cpus_without_vnni_are_refused_with_the_reason(monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_vnni_supported", lambda: False)
+    assert not int8_available()
+    with pytest.raises(RuntimeError, match="VNNI"):
+        int8_model(trained_like(), [speechlike(4000, 0)])
