@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.labels import read_splits
-    from cpc.data.shards import items_from_folder, items_from_manifest, read_alignments, write_splits
+    from cpc.data.ingest import items_from_folder, items_from_manifest
+    from cpc.data.labels import read_alignments, read_splits
+    from cpc.data.shards import write_splits
 
     source = Path(args.source)
     if source.is_dir():
@@ -25,13 +25,14 @@ def shards(args: argparse.Namespace) -> None:
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"cpc shards: {error}") from None
     alignments = read_alignments(args.alignments) if args.alignments else None
-    write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds, args.sample_rate)
+    write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
+                 sample_rate=args.sample_rate)
 
 
 def pretrain(args: argparse.Namespace) -> None:
     """Train from a YAML recipe with --set overrides; --resume continues from the newest checkpoint."""
     from cpc.config import ConfigError
-    from cpc.train.pretrain import load_config, pretrain as run
+    from cpc.recipe import load_config, pretrain as run
 
     try:
         config = load_config(args.recipe, args.set)
@@ -52,21 +53,26 @@ def extract(args: argparse.Namespace) -> None:
     import numpy as np
     from tqdm import tqdm
 
-    import cpc
-    from cpc.data.shards import items_from_folder, load_audio, npy_bytes, write_shards
-    from cpc.features import extract_corpus
-    from cpc.probes import load_utterances
+    from cpc.checkpoint import CheckpointError, load
+    from cpc.data.ingest import items_from_folder, load_audio
+    from cpc.data.labelled import load_utterances
+    from cpc.data.shards import npy_bytes, write_shards
+    from cpc.eval.features import extract_corpus
 
-    model = cpc.load(args.checkpoint)
+    try:
+        model = load(args.checkpoint)
+    except CheckpointError as error:
+        raise SystemExit(f"cpc extract: {error}") from None
+    rate = model.config.sample_rate
     source = Path(args.input)
     if source.is_dir() and not (source / "index.json").exists():
         items = items_from_folder(source)
-        utterances = ((item.key, load_audio(item.path, 16000)) for item in items)
+        utterances = ((item.key, load_audio(item.path, rate)) for item in items)
     else:
-        utterances = ((u.key, u.wav) for u in load_utterances(args.input))
+        utterances = ((u.key, u.wav) for u in load_utterances(args.input, rate))
     dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
     try:
-        features = extract_corpus(model, utterances, args.layer, args.batch, int(args.chunk_seconds * 16000),
+        features = extract_corpus(model, utterances, args.layer, args.batch, round(args.chunk_seconds * rate),
                                   args.precision, args.int8)
     except (ValueError, RuntimeError) as error:
         raise SystemExit(f"cpc extract: {error}") from None
@@ -80,20 +86,13 @@ def extract(args: argparse.Namespace) -> None:
             count += 1
         print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
     else:
+        frame_rate = rate / model.hop
         samples = ({"__key__": key, f"{args.layer}.npy": npy_bytes(array),
                     "json": json.dumps({"frames": len(array), "dim": array.shape[1], "layer": args.layer,
-                                        "num_samples": len(array), "sample_rate": 100}).encode()}
+                                        "frame_rate": frame_rate, "seconds": len(array) / frame_rate}).encode()}
                    for key, array in features)
         index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
         print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
-
-
-def feature_name(spec: str) -> str:
-    """A file-name-safe name for a --features spec: a checkpoint's file name, "random_<name>", "int8_<name>",
-    "mfcc", ..."""
-    kind, _, source = spec.partition(":") if spec.startswith(("random:", "int8:")) else ("", "", spec)
-    prefix = f"{kind}_" if kind else ""
-    return re.sub(r"[^\w.-]+", "_", prefix + (Path(source).name if Path(source).exists() else source))
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -101,14 +100,18 @@ def probe(args: argparse.Namespace) -> None:
     labels frame by frame), for each --features with the same probe and split; a table, JSON, PNGs."""
     import json
 
-    from cpc.probes import (ProbeConfig, class_probe, featurizer, frame_probe, load_clips, load_utterances,
-                            plot_confusion)
+    from cpc.checkpoint import CheckpointError
+    from cpc.data.labelled import load_clips, load_utterances
+    from cpc.eval.featurize import feature_name, featurizer
+    from cpc.eval.plots import plot_confusion
+    from cpc.eval.probes import ProbeConfig, class_probe, frame_probe
 
     try:
         load = load_clips if args.task == "clips" else load_utterances
         train, test = load(args.train), load(args.test)
     except (FileNotFoundError, ValueError) as error:
         raise SystemExit(f"cpc probe: {error}") from None
+    rate = getattr(train[0], "sample_rate", None) if train else None
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
@@ -123,8 +126,8 @@ def probe(args: argparse.Namespace) -> None:
     results = {}
     for spec in args.features:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
-            features = featurizer(spec, args.layer, [u.inputs for u in train])
-        except (ValueError, RuntimeError) as error:
+            features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate)
+        except (ValueError, RuntimeError, CheckpointError) as error:
             raise SystemExit(f"cpc probe: {spec}: {error}") from None
         name = feature_name(spec)
         for task, run in tasks[args.task].items():
@@ -147,6 +150,8 @@ def probe(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from cpc.models.cpc import CPCModelConfig
+
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
@@ -157,7 +162,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--speaker-level", type=int, default=1, help="folder levels above a file naming its speaker")
     p.add_argument("--max-seconds", type=float, default=30.0, help="longer recordings are cut into pieces")
     p.add_argument("--shard-mb", type=float, default=500.0)
-    p.add_argument("--sample-rate", type=int, default=16000)
+    p.add_argument("--sample-rate", type=int, default=CPCModelConfig.sample_rate,
+                   help="recordings are resampled to this rate (the model's)")
     p.set_defaults(run=shards)
 
     p = commands.add_parser("pretrain", help="pretrain from a YAML recipe (same trainer for every method)")

@@ -31,7 +31,7 @@ def test_probe_command_on_the_bundled_corpus(tmp_path):
 def test_extract_command_npy_and_shards_keep_keys_order_and_frames(tmp_path):
     import numpy as np
 
-    from cpc.probes import load_utterances
+    from cpc.data.labelled import load_utterances
 
     sample = "datasets/synthetic_speech/sample/test"
     main(["pretrain", "recipes/demo/cpc.yaml", "--set", "train.steps=1", "--set", f"train.out={tmp_path / 'run'}",
@@ -73,7 +73,7 @@ def test_extract_command_refuses_int8_for_channel_norm(tmp_path):
 
 
 def test_feature_names_are_file_safe(tmp_path):
-    from cpc.cli import feature_name
+    from cpc.eval.featurize import feature_name
 
     (tmp_path / "run_a").mkdir()
     assert feature_name(f"int8:{tmp_path / 'run_a'}") == "int8_run_a"

@@ -33,10 +33,11 @@ WINDOW = 20480
 
 def build_corpus(folder: Path, utterances: int) -> None:
     from cpc.data.audio import AudioDataConfig, audio_stream
-    from cpc.data.shards import AudioItem, audio_samples, write_shards
+    from cpc.data.ingest import AudioItem
+    from cpc.data.shards import audio_samples, write_shards
 
     speech = [b["wav"][0, : int(b["lengths"][0])].numpy()
-              for b in audio_stream(AudioDataConfig(shards=str(SAMPLE), batch_size=1), False, windows=False)]
+              for b in audio_stream(AudioDataConfig(shards=str(SAMPLE), batch_size=1), False, windows=False, sample_rate=16000, hop=160)]
     rng = random.Random(0)
     files = folder / "files"
     files.mkdir(parents=True)
@@ -49,7 +50,7 @@ def build_corpus(folder: Path, utterances: int) -> None:
         path = files / f"utt{i:05d}.flac"
         sf.write(path, np.concatenate(pieces)[: 20 * 16000], 16000, subtype="PCM_16")
         items.append(AudioItem(str(path), f"s{i % 10}", f"utt{i:05d}"))
-    write_shards(audio_samples(items), str(folder / "shards" / "shard-%06d.tar"), max_bytes=20e6, progress=False)
+    write_shards(audio_samples(items, 16000), str(folder / "shards" / "shard-%06d.tar"), max_bytes=20e6, progress=False)
     for copy in range(10):  # the 10x corpus: the same shards again under other names
         for shard in (folder / "shards").glob("shard-*.tar"):
             target = folder / "shards10" / f"c{copy}-{shard.name}"
@@ -95,7 +96,7 @@ def measure(kind: str, folder: Path, workers: int, batches: int, warmup: int = 2
     torch.set_num_threads(1)
     if kind == "shards":
         data = loader(audio_stream(AudioDataConfig(shards=str(folder / "shards" / "index.json"), batch_size=8,
-                                                   window=WINDOW), train=True), num_workers=workers)
+                                                   window=WINDOW), train=True, sample_rate=16000, hop=160), num_workers=workers)
     else:
         paths = sorted(str(p) for p in (folder / "files").glob("*.flac"))
         data = torch.utils.data.DataLoader(PerFileCrops(paths), batch_size=8, shuffle=True, num_workers=workers,
@@ -118,7 +119,7 @@ def reader_peak(folder: Path, shards: str) -> dict:
 
     seconds = 0.0
     urls = sorted(str(p) for p in (folder / shards).glob("*.tar"))
-    for batch in audio_stream(AudioDataConfig(shards=urls, batch_size=8, window=WINDOW), train=False):
+    for batch in audio_stream(AudioDataConfig(shards=urls, batch_size=8, window=WINDOW), train=False, sample_rate=16000, hop=160):
         seconds += batch["wav"].numel() / 16000
     return {"peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3, "audio_h": seconds / 3600}
 

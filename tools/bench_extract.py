@@ -11,7 +11,7 @@ import argparse
 
 import torch
 
-from cpc.features import extract_batch, extract_chunked
+from cpc.eval.features import extract_batch, extract_chunked
 from cpc.models.cpc import CPCModel, cpc_base_config
 from cpc.models.int8 import int8_model
 from timing import interleaved_best_of  # tools/timing.py: scripts here run with tools/ on sys.path

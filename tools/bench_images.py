@@ -29,7 +29,7 @@ def ours(method, views, bf16: bool):
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         optimiser.step()
-        method.on_after_step(1)
+        method.after_optimiser_step(1)
 
     return step
 

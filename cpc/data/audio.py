@@ -1,12 +1,14 @@
-"""The audio stream: FLAC/WAV shards -> decoded mono 16 kHz -> fixed-length windows -> batches.
+"""The audio stream: FLAC/WAV shards -> decoded mono waveforms -> fixed-length windows -> batches. The sample rate
+and the label frame hop are the model's (CPCModelConfig), passed in by whoever builds the stream.
 
-    stream = audio_stream(AudioDataConfig(shards="data/shards"), train=True)
+    stream = audio_stream(AudioDataConfig(shards="data/shards"), train=True, sample_rate=16000, hop=160)
     batch = next(iter(loader(stream)))   # {"wav": (8, 20480), "speaker": (8,), "labels": (8, 128)?, ...}
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import io
 import json
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from cpc.data.labels import frame_samples
 from cpc.data.shards import resolve_shards
 from cpc.data.stages import SkipCounter, Stream, find_field
 
@@ -25,9 +28,7 @@ AUDIO_FIELDS = ("flac", "wav", "ogg")
 class AudioDataConfig:
     shards: str | list[str] = ""  # index.json, a folder with one, a brace pattern or URL, or a list of URLs
     batch_size: int = 8
-    window: int = 20480  # samples; a multiple of hop
-    hop: int = 160  # samples per label frame
-    sample_rate: int = 16000
+    window: int = 20480  # samples; a multiple of the model's frame hop
     group: str | None = None  # None, "speaker" (CPC same-speaker batches) or "sequence"
     shuffle_samples: int = 100  # compressed samples shuffled before decoding
     shuffle_windows: int = 1000
@@ -35,8 +36,9 @@ class AudioDataConfig:
     seed: int = 0
 
 
-def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int = 16000) -> dict[str, Any] | None:
-    """One shard sample -> {"key", "wav" float32 (samples,), "speaker", "utterance", "labels" int16 or None}."""
+def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | None = None) -> dict[str, Any] | None:
+    """One shard sample -> {"key", "wav" float32 (samples,), "sample_rate", "speaker", "utterance", "labels" int16
+    or None}; with `sample_rate`, a sample at another rate is skipped and counted."""
     key = sample["__key__"]
     field = find_field(sample, AUDIO_FIELDS, skips, "no audio file in sample")
     if field is None:
@@ -48,31 +50,36 @@ def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int = 
     except Exception:  # a corrupt sample must never stop a long run: count it and go on
         skips.skip("unreadable audio or metadata", key)
         return None
-    if rate != sample_rate:
+    if sample_rate is not None and rate != sample_rate:
         skips.skip(f"sample rate {rate} Hz, expected {sample_rate}", key)
         return None
     return {
         "key": key,
         "wav": audio if audio.ndim == 1 else audio.mean(axis=1),  # shards are mono; others are down-mixed
+        "sample_rate": rate,
         "speaker": str(meta.get("speaker", "")),
         "utterance": meta.get("utterance", key),
         "labels": labels,
     }
 
 
-def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: bool = True) -> Stream:
+def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: bool = True, *, sample_rate: int,
+                 hop: int) -> Stream:
     """Training: endless shuffled windows. Evaluation (train=False): each sample once across ranks and workers,
-    windows from offset 0, or whole utterances (padded, with "lengths") when windows=False."""
-    if config.window % config.hop:
-        raise ValueError(f"window {config.window} must be a multiple of hop {config.hop} so labels stay aligned")
+    windows from offset 0, or whole utterances (padded, with "lengths") when windows=False. `sample_rate` and
+    `hop` (samples per frame) are the model's."""
+    if config.window % hop:
+        raise ValueError(f"window {config.window} must be a multiple of the model's hop {hop} so labels stay aligned")
+    label_step = frame_samples(sample_rate)
     return Stream(
         resolve_shards(config.shards),
-        functools.partial(decode_audio, sample_rate=config.sample_rate),
+        functools.partial(decode_audio, sample_rate=sample_rate),
         field="wav",
         batch_size=config.batch_size,
         train=train,
         window=config.window if windows else None,
-        quantum=config.hop,
+        quantum=math.lcm(hop, label_step),  # window offsets keep model frames and 10 ms labels aligned
+        label_step=label_step,
         group=config.group,
         shuffle_samples=config.shuffle_samples,
         shuffle_items=config.shuffle_windows,

@@ -1,4 +1,5 @@
-"""Frame-level labels: the CPC alignment format (one label per 10 ms frame) read, and fitted to the audio."""
+"""Frame-level labels: the CPC alignment format (one label per 10 ms frame) read and fitted to the audio; split
+lists; shard keys."""
 
 from __future__ import annotations
 
@@ -7,6 +8,13 @@ import re
 from pathlib import Path
 
 import numpy as np
+
+FRAME_SECONDS = 0.01  # one label per 10 ms frame: the CPC alignment format
+
+
+def frame_samples(sample_rate: int) -> int:
+    """Samples per 10 ms label frame at `sample_rate`."""
+    return round(sample_rate * FRAME_SECONDS)
 
 
 def safe_key(text: str) -> str:

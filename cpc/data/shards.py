@@ -1,5 +1,6 @@
-"""Writing WebDataset shards (FLAC audio + JSON metadata + frame labels) and the index beside them; resolving
-a shard specification (index file, folder, brace pattern or URL list) back into shard URLs.
+"""Shards: samples (FLAC audio or uint8 frame arrays, JSON metadata, frame labels) written as WebDataset tars with
+the index beside them, and a shard specification (index file, folder, brace pattern or URL list) resolved back
+into shard URLs.
 
 The index (`index.json`) records per shard the sample count and total duration, so training can size epochs and
 probes can report coverage without reading any audio.
@@ -10,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -18,80 +18,11 @@ import numpy as np
 import soundfile as sf
 import webdataset as wds
 
-from cpc.data.labels import fit_labels, read_alignments, safe_key  # noqa: F401  (re-exported for scripts)
+from cpc.data.ingest import AudioItem, load_audio
+from cpc.data.labels import fit_labels, frame_samples, safe_key
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cpc-shards/1"
-HOP = 160  # samples per 10 ms label frame at 16 kHz
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
-
-
-@dataclass
-class AudioItem:
-    """One recording to shard: where it is, whose voice, and optional extra metadata fields."""
-
-    path: str
-    speaker: str = ""
-    key: str = ""  # unique and dot-free; derived from the path when empty
-    fields: dict[str, Any] = field(default_factory=dict)
-
-
-def items_from_folder(root: str | os.PathLike, speaker_level: int = 1) -> list[AudioItem]:
-    """Every audio file under `root` (sorted); speaker = the name of the folder `speaker_level` levels up."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"audio folder {root} does not exist")
-    items = []
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
-        relative = path.relative_to(root)
-        parents = relative.parents
-        speaker = parents[speaker_level - 1].name if 0 < speaker_level <= len(parents) - 1 else ""
-        items.append(AudioItem(str(path), speaker, safe_key(str(relative.with_suffix("")))))
-    if not items:
-        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
-    return items
-
-
-def items_from_manifest(path: str | os.PathLike) -> list[AudioItem]:
-    """A TSV with a header row: `path` and `speaker` columns required, any other columns kept as metadata.
-    Relative paths are taken relative to the manifest's folder."""
-    path = Path(path)
-    lines = path.read_text().splitlines()
-    if not lines:
-        raise ValueError(f"manifest {path} is empty")
-    header = lines[0].split("\t")
-    missing = {"path", "speaker"} - set(header)
-    if missing:
-        raise ValueError(f"manifest {path}: header {header} lacks column(s) {sorted(missing)}")
-    items = []
-    for number, line in enumerate(lines[1:], start=2):
-        if not line.strip():
-            continue
-        values = line.split("\t")
-        if len(values) != len(header):
-            raise ValueError(f"manifest {path} line {number}: {len(values)} fields, header has {len(header)}")
-        row = dict(zip(header, values))
-        audio = Path(row.pop("path"))
-        audio = audio if audio.is_absolute() else path.parent / audio
-        speaker = row.pop("speaker")
-        key = safe_key(row.pop("key", "") or audio.stem)
-        items.append(AudioItem(str(audio), speaker, key, row))
-    return items
-
-
-def load_audio(path: str, sample_rate: int) -> np.ndarray:
-    """Any file soundfile reads -> float32 mono at `sample_rate` (down-mixed, resampled with torchaudio)."""
-    try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
-    except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
-        raise ValueError(f"cannot read audio {path}: {error}") from None
-    mono = audio.mean(axis=1)
-    if rate != sample_rate:
-        import torch
-        import torchaudio.functional
-
-        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, sample_rate).numpy()
-    return mono
 
 
 def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -108,7 +39,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def audio_samples(
     items: Iterable[AudioItem],
-    sample_rate: int = 16000,
+    sample_rate: int,
     max_seconds: float = 30.0,
     alignments: dict[str, np.ndarray] | None = None,
     errors: dict[str, list[str]] | None = None,
@@ -117,7 +48,7 @@ def audio_samples(
     FLAC-encoded, with `.json` metadata and, when `alignments` has the key, int16 `.labels.npy` frame labels.
     Unreadable files and label mismatches are recorded in `errors` (reason -> keys) and skipped."""
     errors = {} if errors is None else errors
-    hop = sample_rate // 100
+    hop = frame_samples(sample_rate)
     piece = max(hop, int(max_seconds * sample_rate) // hop * hop)
     for item in items:
         key = item.key or safe_key(Path(item.path).stem)
@@ -156,6 +87,20 @@ def audio_samples(
             yield sample
 
 
+def clip_samples(clips: Iterable[tuple[str, np.ndarray, dict[str, Any]]], fps: float = 25.0) -> Iterator[dict[str, Any]]:
+    """(key, frames uint8 (T, H, W, C), meta) -> shard samples; meta may hold "targets" (clip class ids) and
+    "labels" (one id per frame)."""
+    for key, frames, meta in clips:
+        meta = dict(meta)
+        labels = meta.pop("labels", None)
+        meta.update(num_samples=len(frames), sample_rate=meta.get("fps", fps))  # the index reports seconds of video
+        sample = {"__key__": key, "frames.npy": npy_bytes(np.ascontiguousarray(frames, dtype=np.uint8)),
+                  "json": json.dumps(meta).encode()}
+        if labels is not None:
+            sample["labels.npy"] = npy_bytes(np.asarray(labels, dtype=np.int16))
+        yield sample
+
+
 def write_shards(
     samples: Iterable[dict[str, Any]],
     pattern: str,
@@ -165,7 +110,8 @@ def write_shards(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write samples with webdataset's ShardWriter (local path or any URL it can write, e.g. `pipe:...`) and the
-    index: per shard its sample count and seconds of audio (from each sample's json `num_samples`)."""
+    index: per shard its sample count and seconds of audio (each sample's json `seconds`, or `num_samples` /
+    `sample_rate`)."""
     from tqdm import tqdm
 
     if "%" not in pattern:
@@ -184,7 +130,7 @@ def write_shards(
             meta = json.loads(sample["json"])
             entry = shards.setdefault(writer.fname, {"samples": 0, "seconds": 0.0})
             entry["samples"] += 1
-            entry["seconds"] += meta.get("num_samples", 0) / meta.get("sample_rate", 1)
+            entry["seconds"] += meta["seconds"] if "seconds" in meta else meta.get("num_samples", 0) / meta.get("sample_rate", 1)
     index = {
         "format": INDEX_FORMAT,
         "shards": [
@@ -238,7 +184,8 @@ def write_splits(
     alignments: dict[str, np.ndarray] | None = None,
     max_bytes: float = 500e6,
     max_seconds: float = 30.0,
-    sample_rate: int = 16000,
+    *,
+    sample_rate: int,
 ) -> dict[str, dict[str, Any]]:
     """Shards (+ index.json) per split under out/<split>/, or straight under out/ without splits; items outside
     every split are left out. Prints a summary and every problem met; returns the indexes."""

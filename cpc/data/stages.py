@@ -9,7 +9,6 @@ workers or ranks share draws.
 
 from __future__ import annotations
 
-import itertools
 import os
 import random
 from collections import Counter, defaultdict
@@ -18,6 +17,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import torch
 import webdataset as wds
+from torch.nn.utils.rnn import pad_sequence
 
 
 def stream_position() -> tuple[int, int, int, int]:
@@ -114,9 +114,12 @@ def cut_windows(
     quantum: int,
     rng: random.Random | None,
     skips: SkipCounter,
+    label_step: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Every non-overlapping window of `length` along axis 0 of item[field], from one offset per item (random
-    multiple of `quantum` when rng is given, else 0). Per-quantum `labels` are cut to the same span."""
+    multiple of `quantum` when rng is given, else 0). `labels`, one per `label_step` steps (default: quantum),
+    are cut to the same span."""
+    label_step = label_step or quantum
     for item in items:
         data = item[field]
         count = len(data) // length
@@ -130,7 +133,7 @@ def cut_windows(
             window = dict(item, key=f"{item['key']}@{start}", start=start)
             window[field] = data[start : start + length]
             if item.get("labels") is not None:
-                window["labels"] = item["labels"][start // quantum : (start + length) // quantum]
+                window["labels"] = item["labels"][start // label_step : (start + length) // label_step]
             yield window
 
 
@@ -149,38 +152,22 @@ def grouped(items: Iterable[dict[str, Any]], group: str, size: int, skips: SkipC
                 skips.skip(f"incomplete {group} group", dropped["key"])
 
 
-def chunked(items: Iterable[Any], size: int) -> Iterator[list]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
-def pad_stack(arrays: list[np.ndarray], fill: float = 0) -> np.ndarray:
-    """Stack along a new axis 0, padding axis 0 of shorter arrays with `fill` (frame labels pad with -1)."""
-    longest = max(len(a) for a in arrays)
-    if all(len(a) == longest for a in arrays):
-        return np.stack(arrays)
-    out = np.full((len(arrays), longest, *arrays[0].shape[1:]), fill, dtype=arrays[0].dtype)
-    for row, a in zip(out, arrays):
-        row[: len(a)] = a
-    return out
-
-
 def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
     """Stack item[field] into one tensor; speakers become batch-local ids (equal id = same speaker); frame
     labels stack into (batch, frames) when every item has them; unequal lengths are padded (see "lengths")."""
     names = [item.get("speaker", "") for item in items]
     ids = {name: i for i, name in enumerate(dict.fromkeys(names))}
-    arrays = [item[field] for item in items]
+    arrays = [torch.from_numpy(item[field]) for item in items]
     batch = {
-        field: torch.from_numpy(pad_stack(arrays)),
+        field: pad_sequence(arrays, batch_first=True),
         "lengths": torch.tensor([len(a) for a in arrays]),
         "speaker": torch.tensor([ids[name] for name in names]),
         "speaker_name": names,
         "key": [item["key"] for item in items],
     }
     if all(item.get("labels") is not None for item in items):
-        batch["labels"] = torch.from_numpy(pad_stack([item["labels"] for item in items], fill=-1).astype(np.int64))
+        labels = [torch.from_numpy(item["labels"].astype(np.int64)) for item in items]
+        batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=-1)
     if all(item.get("targets") for item in items):  # clip- or utterance-level class ids, e.g. {"digit": 3}
         batch["targets"] = {name: torch.tensor([item["targets"][name] for item in items]) for name in items[0]["targets"]}
     return batch
@@ -201,6 +188,7 @@ class Stream(torch.utils.data.IterableDataset):
         train: bool,
         window: int | None = None,
         quantum: int = 1,
+        label_step: int | None = None,
         group: str | None = None,
         shuffle_samples: int = 100,
         shuffle_items: int = 1000,
@@ -213,7 +201,8 @@ class Stream(torch.utils.data.IterableDataset):
         if group not in (None, "speaker", "sequence"):
             raise ValueError(f"unknown batch grouping {group!r}; choose None, 'speaker' or 'sequence'")
         self.urls, self.decode, self.field = urls, decode, field
-        self.batch_size, self.train, self.window, self.quantum, self.group = batch_size, train, window, quantum, group
+        self.batch_size, self.train, self.window, self.group = batch_size, train, window, group
+        self.quantum, self.label_step = quantum, label_step
         self.shuffle_samples, self.shuffle_items = shuffle_samples, shuffle_items
         self.seed, self.start = seed, start
 
@@ -226,7 +215,8 @@ class Stream(torch.utils.data.IterableDataset):
             samples = shuffled(samples, rng, self.shuffle_samples)
         items = (item for item in (self.decode(s, skips) for s in samples) if item is not None)
         if self.window is not None:
-            items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips)
+            items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
+                                self.label_step)
         if self.group is not None:
             key = "speaker" if self.group == "speaker" else "utterance"
             batches = grouped(items, key, self.batch_size, skips)
@@ -235,7 +225,7 @@ class Stream(torch.utils.data.IterableDataset):
         else:
             if train:
                 items = shuffled(items, rng, self.shuffle_items)
-            batches = chunked(items, self.batch_size)
+            batches = wds.batched(self.batch_size, collation_fn=None)(items)
         # One batch is held back so the skips met while forming the next one (or at the end of the stream)
         # still ride along: batch["skipped"] = {reason: (count, first keys)}.
         held = None

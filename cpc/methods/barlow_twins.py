@@ -21,6 +21,8 @@ class BarlowTwinsConfig(ImageMethodConfig):
 
 
 class BarlowTwins(ImageMethod):
+    views = "byol"
+
     def __init__(self, config: BarlowTwinsConfig = BarlowTwinsConfig()):
         super().__init__(config)
         self.projector = mlp((self.backbone.dim, config.proj_hidden, config.proj_hidden, config.proj_dim))

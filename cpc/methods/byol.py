@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from cpc.losses.byol import byol_loss
-from cpc.methods.image import ImageMethod, ImageMethodConfig, cosine_momentum, ema_update, momentum_copy
+from cpc.methods.base import momentum_copy
+from cpc.methods.image import ImageMethod, ImageMethodConfig, cosine_momentum
 from cpc.models.heads import mlp
 
 
@@ -23,12 +24,14 @@ class BYOLConfig(ImageMethodConfig):
 
 
 class BYOL(ImageMethod):
+    views = "byol"
+
     def __init__(self, config: BYOLConfig = BYOLConfig()):
         super().__init__(config)
         self.online = nn.Sequential(self.backbone, mlp((self.backbone.dim, config.proj_hidden, config.proj_dim)))
         self.predictor = mlp((config.proj_dim, config.pred_hidden, config.proj_dim))
         self.target = momentum_copy(self.online)
-        # A buffer, so checkpoints carry it and a resumed run continues the schedule where it stopped.
+        # The momentum the next step's EMA uses, logged; a buffer, so checkpoints carry it.
         self.register_buffer("tau", torch.tensor(config.tau_base, dtype=torch.float64))
 
     def losses(self, x1: torch.Tensor, x2: torch.Tensor):
@@ -38,7 +41,13 @@ class BYOL(ImageMethod):
         loss = (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
         return loss, {"byol": loss.detach(), "tau": self.tau.float()}
 
+    def momentum_pairs(self):
+        return [(self.online, self.target)]
+
+    def momentum(self, step: int) -> float:
+        """Optimiser step `step` (1-based) moves the target with the schedule's value at step - 1: computed on the
+        host from the step number, never read back from the device."""
+        return cosine_momentum(self.config.tau_base, step - 1, self.config.total_steps)
+
     def on_after_step(self, step: int) -> None:
-        """`step` real optimiser steps done: move the target with this step's tau, then set the next one."""
-        ema_update(self.target, self.online, float(self.tau))
         self.tau.fill_(cosine_momentum(self.config.tau_base, step, self.config.total_steps))

@@ -76,6 +76,12 @@ class CPCMethod(Method):
     """batch {"wav": (B, samples)} (audio) or {"frames": (B, T, H, W, C) uint8} (video), optional "speaker": (B,)
     -> loss and logs (per-k InfoNCE loss and accuracy)."""
 
+    exported = "model"
+
+    @classmethod
+    def data_kind(cls, config: CPCConfig) -> str:
+        return config.model.modality
+
     def __init__(self, config: CPCConfig = CPCConfig()):
         super().__init__()
         self.config = config
@@ -85,7 +91,6 @@ class CPCMethod(Method):
             raise ValueError("infonce_weight > 0 needs prediction heads: set model.predictor.kind, or infonce_weight: 0")
         if not self.use_infonce and self.model.regressor is None:
             raise ValueError("nothing to train: infonce_weight is 0 and model.regression_target is 'none'")
-        self.sample_rate = 16000
         self.chance = ChanceWatch(
             chance_loss(config.infonce.negatives), config.chance_check_after, config.chance_margin
         )
@@ -136,7 +141,7 @@ class CPCMethod(Method):
     def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
         if self.model.video:
             return float(batch["frames"].shape[0] * batch["frames"].shape[1]), "frames"
-        return batch["wav"].numel() / self.sample_rate, "audio-s"
+        return batch["wav"].numel() / self.model.config.sample_rate, "audio-s"
 
     def on_after_step(self, step: int) -> None:
         if self.use_infonce:

@@ -1,17 +1,14 @@
-"""What the image baselines share: a backbone from the encoder registry, two augmented views per image, the
-momentum (EMA) copy used by MoCo and BYOL, and exporting the backbone alone."""
+"""What the image baselines share: a backbone from the encoder registry, two augmented views per image, BYOL's
+momentum schedule, and exporting the backbone alone."""
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
-
 from cpc.methods.base import Method
 from cpc.models.encoders import ImageEncoder, ImageEncoderConfig
 
@@ -24,7 +21,15 @@ class ImageMethodConfig:
 
 
 class ImageMethod(Method):
-    """batch {"views": (B, 2, C, H, W)} -> loss; subclasses define `losses(x1, x2)`."""
+    """batch {"views": (B, 2, C, H, W)} -> loss; subclasses define `losses(x1, x2)` and the view augmentations
+    they were published with (`views`: "simclr" or "byol", see cpc.data.images.TwoViews)."""
+
+    exported = "backbone"
+    views = "simclr"
+
+    @classmethod
+    def data_kind(cls, config) -> str:
+        return "images"
 
     def __init__(self, config: ImageMethodConfig):
         super().__init__()
@@ -46,11 +51,6 @@ class ImageMethod(Method):
     def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
         return float(batch["views"].shape[0]), "images"
 
-    @torch.no_grad()
-    def features(self, images: torch.Tensor) -> torch.Tensor:
-        """(N, C, H, W) -> (N, dim) backbone features, as probes use them."""
-        return self.backbone(images)
-
     def export_backbone(self, path: str | Path) -> None:
         """The backbone alone, with its config: `load_backbone(path)` rebuilds it."""
         from cpc.config import to_dict
@@ -68,27 +68,6 @@ def load_backbone(path: str | Path) -> ImageEncoder:
     backbone = ImageEncoder(from_dict(ImageEncoderConfig, state["backbone_config"]))
     backbone.load_state_dict(state["state_dict"])
     return backbone.eval()
-
-
-def momentum_copy(module: nn.Module) -> nn.Module:
-    """A frozen copy that follows `module` by EMA; its weights are parameters (saved in checkpoints, moved with
-    .to()) that no optimiser sees (requires_grad False keeps them out of param_groups and DDP's all-reduce)."""
-    target = copy.deepcopy(module)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    return target
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online, parameters and float buffers (BN statistics)."""
-    for t, o in zip(target.parameters(), online.parameters()):
-        t.lerp_(o.detach(), 1 - momentum)
-    for t, o in zip(target.buffers(), online.buffers()):
-        if t.dtype.is_floating_point:
-            t.lerp_(o, 1 - momentum)
-        else:
-            t.copy_(o)
 
 
 def cosine_momentum(base: float, step: int, total: int) -> float:

@@ -11,7 +11,8 @@ from torch import nn
 from cpc.losses.collectives import gather_no_grad
 from cpc.losses.moco import moco_infonce
 from cpc.losses.ntxent import unit
-from cpc.methods.image import ImageMethod, ImageMethodConfig, ema_update, momentum_copy
+from cpc.methods.base import momentum_copy
+from cpc.methods.image import ImageMethod, ImageMethodConfig
 from cpc.models.heads import mlp
 
 
@@ -54,5 +55,8 @@ class MoCo(ImageMethod):
         self.queue[rows] = keys.to(self.queue.dtype)
         self.queue_pointer.copy_((self.queue_pointer + len(keys)) % len(self.queue))
 
-    def on_after_step(self, step: int) -> None:
-        ema_update(self.target, self.online, self.config.momentum)
+    def momentum_pairs(self):
+        return [(self.online, self.target)]
+
+    def momentum(self, step: int) -> float:
+        return self.config.momentum

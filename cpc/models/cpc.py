@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -21,6 +22,7 @@ MODALITIES = ("audio", "video")
 class CPCModelConfig:
     # "audio": waveforms (B, samples) through `encoder`; "video": frames (B, T, H, W, C) through `frames`.
     modality: str = "audio"
+    sample_rate: int = 16000  # audio: what the encoder was trained on; data, features and probes read it here
     encoder: ConvEncoderConfig = field(default_factory=ConvEncoderConfig)
     frames: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
     ar: AutoregressiveConfig = field(default_factory=AutoregressiveConfig)
@@ -34,6 +36,11 @@ class CPCModelConfig:
     # Each input row (audio) or frame (video) to zero mean, unit variance: without it an untrained encoder outputs
     # mostly its biases.
     standardize: bool = True
+
+    @property
+    def hop(self) -> int:
+        """Input steps per output frame: audio samples per encoder frame (the product of its strides); 1 for video."""
+        return math.prod(self.encoder.strides) if self.modality == "audio" else 1
 
 
 class CPCModel(nn.Module):
@@ -67,7 +74,9 @@ class CPCModel(nn.Module):
             self.predictor = PredictionHeads(
                 config.ar.dim, self.encoder.dim, steps, config.predictor.kind, config.predictor.heads
             )
-        self.logmel = LogMelFrames(n_mels=config.n_mels, hop=self.encoder.hop) if config.regression_target == "logmel" else None
+        self.logmel = None
+        if config.regression_target == "logmel":
+            self.logmel = LogMelFrames(config.sample_rate, self.encoder.hop, config.n_mels)
         self.regressor = None
         if config.regression_target != "none":
             target_dim = {"z": self.encoder.dim, "logmel": config.n_mels,
@@ -76,7 +85,8 @@ class CPCModel(nn.Module):
 
     @property
     def hop(self) -> int:
-        """Input steps per output frame: samples per frame for audio (160 = 10 ms at 16 kHz), 1 for video."""
+        """Input steps per output frame: samples per frame for audio (the product of the encoder's strides), 1 for
+        video."""
         return self.encoder.hop
 
     @property

@@ -174,23 +174,46 @@ def standardize(wav: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (wav - mean) / (std + eps)
 
 
-class LogMelFrames(nn.Module):
-    """Log-mel spectrogram frames aligned with ConvEncoder's: (batch, samples) -> (batch, samples // hop, n_mels)."""
+class SpectralFrames(nn.Module):
+    """A torchaudio spectral transform (batch, samples) -> (batch, bins, frames) on ConvEncoder's frame grid:
+    the input padded so frame t's `window_seconds` window is centred on samples [hop t, hop t + hop), giving
+    samples // hop frames (batch, frames, bins). Computed in float32 outside autocast (mel power exceeds fp16)."""
 
-    def __init__(self, sample_rate: int = 16000, n_mels: int = 80, hop: int = 160, window: int = 400):
+    def __init__(self, transform: nn.Module, hop: int, window: int, dim: int):
         super().__init__()
-        import torchaudio  # local: keeps `import cpc.models` light for users who never need mel features
-
+        self.transform, self.dim = transform, dim
         self.pad_left = (window - hop) // 2
         self.pad_right = window - hop - self.pad_left
-        self.mel = torchaudio.transforms.MelSpectrogram(
-            sample_rate, n_fft=window, win_length=window, hop_length=hop, n_mels=n_mels, center=False
-        )
-        self.dim = n_mels
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        padded = nn.functional.pad(wav, (self.pad_left, self.pad_right))
-        return torch.log(self.mel(padded.float()) + 1e-6).transpose(1, 2)
+        with torch.autocast(wav.device.type, enabled=False):
+            padded = nn.functional.pad(wav.float(), (self.pad_left, self.pad_right))
+            return self.transform(padded).transpose(1, 2)
+
+
+def mel_options(sample_rate: int, hop: int, n_mels: int, window_seconds: float = 0.025) -> dict:
+    """torchaudio MelSpectrogram arguments for frames of `window_seconds` every `hop` samples, unpadded."""
+    window = round(window_seconds * sample_rate)
+    return dict(sample_rate=sample_rate, n_fft=window, win_length=window, hop_length=hop, n_mels=n_mels,
+                center=False)
+
+
+class LogMelFrames(SpectralFrames):
+    """Log-mel spectrogram frames aligned with ConvEncoder's: (batch, samples) -> (batch, samples // hop, n_mels)."""
+
+    def __init__(self, sample_rate: int, hop: int, n_mels: int = 80, window_seconds: float = 0.025):
+        import torchaudio  # local: keeps `import cpc.models` light for users who never need mel features
+
+        options = mel_options(sample_rate, hop, n_mels, window_seconds)
+        mel = torchaudio.transforms.MelSpectrogram(**options)
+        super().__init__(nn.Sequential(mel, LogOffset()), hop, options["n_fft"], n_mels)
+
+
+class LogOffset(nn.Module):
+    """log(x + 1e-6), as torchaudio's MFCC takes the log of mel power (log_mels=True)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x + 1e-6)
 
 
 @dataclass

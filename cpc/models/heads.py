@@ -39,15 +39,13 @@ class PredictionHeads(nn.Module):
         return rearrange(self.project(h), "b t (k d) -> b t k d", k=self.steps)
 
 
-def mlp(dims: tuple[int, ...] | list[int], last_norm: bool = False) -> nn.Sequential:
+def mlp(dims: tuple[int, ...] | list[int]) -> nn.Sequential:
     """Projection / predictor MLP: (Linear -> BatchNorm -> ReLU) between every pair of dims, a plain Linear last
-    (SimCLR, MoCo v2, BYOL: Linear-BN-ReLU-Linear); last_norm adds a BatchNorm without affine after it."""
+    (SimCLR, MoCo v2, BYOL: Linear-BN-ReLU-Linear)."""
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
         last = i == len(dims) - 2
         layers.append(nn.Linear(a, b, bias=last))
         if not last:
             layers += [nn.BatchNorm1d(b), nn.ReLU(inplace=True)]
-    if last_norm:
-        layers.append(nn.BatchNorm1d(dims[-1], affine=False))
     return nn.Sequential(*layers)

@@ -30,7 +30,6 @@ WAVE_ZERO_POINT = 128  # the standardised waveform is signed; every later layer'
 # factor. A single 8-bit waveform cost the features more than everything else together (encoder output error
 # 6.7 % vs 0.37 % with the split, 3.1 % from all activations, 0.4 % from weights; a trained 256-ch model on speech).
 RESIDUAL_STEPS = 16
-CALIBRATION_UTTERANCES = 8  # callers calibrate on this many first (training) utterances
 CALIBRATION_SAMPLES = 1 << 20  # values per layer the percentile is taken over (an even stride through the layer)
 
 
@@ -125,15 +124,15 @@ def split_waveform(wav: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def int8_model(model: CPCModel, calibration: Sequence[np.ndarray | torch.Tensor], percentile: float = 99.97,
-               max_samples: int = 60 * 16000) -> CPCModel:
+               max_seconds: float = 60.0) -> CPCModel:
     """A copy of an audio CPC model whose encoder runs in int8, its activation scales calibrated on a few
     utterances `calibration` (raw waveforms, each prepared as the model prepares its input), at most
-    `max_samples` of them in all (calibration runs the float encoder: memory grows with its input)."""
+    `max_seconds` of them in all (calibration runs the float encoder: memory grows with its input)."""
     check_int8(model)
     encoder = model.encoder
     if not calibration:
         raise ValueError("int8 calibration needs at least one utterance")
-    rows, budget = [], max_samples
+    rows, budget = [], round(max_seconds * model.config.sample_rate)
     for wav in calibration:
         if budget <= 0:
             break

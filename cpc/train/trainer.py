@@ -21,9 +21,10 @@ from typing import Any, Callable, Iterable
 import torch
 import torch.distributed as dist
 
+from cpc import checkpoint
+from cpc.version import __version__
 from cpc.data.stages import SkipCounter
-from cpc.methods.base import Method
-from cpc.train import checkpoint, distributed
+from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
 
@@ -43,7 +44,6 @@ class TrainConfig:
     log_every: int = 10
     max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
     compile: bool = False  # torch.compile the method's networks
-    num_workers: int = 0
     progress: bool = True
     malloc_trim_mb: float = 0.0  # >0: glibc returns freed memory above this many MB (-0.1 GB peak, -25 % speed)
 
@@ -63,11 +63,12 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 class Trainer:
-    """`fit()` trains `method` on batches from `train_data(start_step)` for config.steps optimiser steps."""
+    """`fit()` trains `method` (a cpc.methods.Method) on batches from `train_data(start_step)` for config.steps
+    optimiser steps."""
 
     def __init__(
         self,
-        method: Method,
+        method: torch.nn.Module,
         train_data: Callable[[int], Iterable[dict[str, Any]]],
         optim: OptimConfig,
         config: TrainConfig,
@@ -141,7 +142,7 @@ class Trainer:
             optimiser.zero_grad(set_to_none=True)
             schedule.step()
             step += 1
-            method.on_after_step(step)
+            method.after_optimiser_step(step)
             if step % cfg.log_every == 0 or step == cfg.steps:
                 elapsed, tick = time.perf_counter() - tick, time.perf_counter()
                 last = {k: float(v) for k, v in logs.items()}
@@ -182,14 +183,14 @@ class Trainer:
     def save(self, step, optimiser, schedule, scaler, world) -> None:
         states = [None] * world
         if world > 1:
-            dist.all_gather_object(states, checkpoint.rng_states())
+            dist.all_gather_object(states, checkpoint.rng_states(self.device))
         else:
-            states = [checkpoint.rng_states()]
+            states = [checkpoint.rng_states(self.device)]
         if self.rank == 0:
-            import cpc
-
+            exported = self.method.exported
             state = {
                 "model": self.method.state_dict(),
+                "model_config": checkpoint.model_record(getattr(self.method, exported), prefix=f"{exported}."),
                 "optimiser": optimiser.state_dict(),
                 "scheduler": schedule.state_dict(),
                 "scaler": scaler.state_dict(),
@@ -198,7 +199,7 @@ class Trainer:
                 "data_start": step,  # the stream restarts at this step (see fit)
                 "rng": states,
                 "config": self.run_config,
-                "version": cpc.__version__,
+                "version": __version__,
             }
             checkpoint.save(state, self.out, step, self.config.keep_checkpoints)
 
@@ -208,7 +209,7 @@ class Trainer:
         schedule.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         if len(state["rng"]) == world:
-            checkpoint.restore_rng(state["rng"][self.rank])
+            checkpoint.restore_rng(state["rng"][self.rank], self.device)
         else:
             warnings.warn(f"checkpoint has RNG states for {len(state['rng'])} ranks, this run has {world}: "
                           "random draws will differ from the original run", RuntimeWarning)

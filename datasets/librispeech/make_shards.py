@@ -19,7 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 from cpc.data.labels import read_splits  # noqa: E402
-from cpc.data.shards import AudioItem, items_from_folder, read_alignments, safe_key, write_splits  # noqa: E402
+from cpc.data.ingest import AudioItem, items_from_folder  # noqa: E402
+from cpc.data.labels import read_alignments, safe_key  # noqa: E402
+from cpc.data.shards import write_splits  # noqa: E402
+
+SAMPLE_RATE = 16000  # LibriSpeech and Libri-light are 16 kHz
 
 
 def librispeech_items(root: str | Path) -> list[AudioItem]:
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
         unknown = keys - {item.key for item in items}
         if unknown:
             print(f"{name}: {len(unknown)} listed utterances are not under {args.root} (e.g. {sorted(unknown)[0]})")
-    write_splits(items, args.out, splits, alignments, max_bytes=args.shard_mb * 1e6, max_seconds=args.max_seconds)
+    write_splits(items, args.out, splits, alignments, max_bytes=args.shard_mb * 1e6, max_seconds=args.max_seconds,
+                 sample_rate=SAMPLE_RATE)
 
 
 if __name__ == "__main__":

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-from cpc.data.shards import write_shards  # noqa: E402
-from cpc.data.video import clip_samples  # noqa: E402
+from cpc.data.shards import clip_samples, write_shards  # noqa: E402
 
 DIRECTIONS = [(1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1)]  # (dx, dy), y grows down
 

@@ -33,7 +33,9 @@ import numpy as np
 import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-from cpc.data.shards import AudioItem, read_alignments, write_splits  # noqa: E402
+from cpc.data.ingest import AudioItem  # noqa: E402
+from cpc.data.labels import read_alignments  # noqa: E402
+from cpc.data.shards import write_splits  # noqa: E402
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -254,7 +256,8 @@ def main() -> None:
     train = [i.key for i in items if i.key not in test_set]
     (out / "train.txt").write_text("\n".join(train) + "\n")
     (out / "test.txt").write_text("\n".join(test) + "\n")
-    write_splits(items, out, {"train": set(train), "test": test_set}, alignments, max_bytes=args.max_mb * 1e6)
+    write_splits(items, out, {"train": set(train), "test": test_set}, alignments, max_bytes=args.max_mb * 1e6,
+                 sample_rate=SAMPLE_RATE)
     if not args.keep_wav:
         shutil.rmtree(out / "wav")
         (out / "manifest.tsv").unlink()

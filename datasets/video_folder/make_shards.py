@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
 from cpc.data.labels import safe_key  # noqa: E402
-from cpc.data.shards import write_shards  # noqa: E402
-from cpc.data.video import clip_samples, folder_clips, source_key, video_sources  # noqa: E402
+from cpc.data.ingest import folder_clips, source_key, video_sources  # noqa: E402
+from cpc.data.shards import clip_samples, write_shards  # noqa: E402
 
 
 def split_lists(specs: list[str]) -> dict[str, str]:

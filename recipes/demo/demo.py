@@ -19,8 +19,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from cpc.probes import ProbeConfig, featurizer, load_utterances, phone_probe, plot_confusion, speaker_probe  # noqa
-from cpc.train.pretrain import load_config, pretrain  # noqa: E402
+from cpc.data.labelled import load_utterances  # noqa: E402
+from cpc.eval.featurize import featurizer  # noqa: E402
+from cpc.eval.plots import plot_confusion  # noqa: E402
+from cpc.eval.probes import ProbeConfig, class_probe, frame_probe  # noqa: E402
+from cpc.recipe import load_config, pretrain  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
 SHIPPED = ROOT / "recipes" / "demo" / "cpc_shipped.pt"
@@ -53,8 +56,8 @@ def main() -> None:
     table, results = [], {}
     for name, spec in rows:
         features = featurizer(spec, "c")
-        phone = phone_probe(train, test, features, 40, phones)
-        speaker = speaker_probe(train, test, features, speakers)
+        phone = frame_probe(train, test, features, 40, phones)
+        speaker = class_probe(train, test, features, lambda u: u.speaker, speakers)
         slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
         plot_confusion(phone.confusion, out / f"confusion_{slug}.png", f"phones: {name}")
         results[name] = {"phone_accuracy": phone.accuracy, "speaker_accuracy": speaker.accuracy}

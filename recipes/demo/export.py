@@ -9,10 +9,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-from cpc.train.checkpoint import read  # noqa: E402
+from cpc.checkpoint import read  # noqa: E402
 
 if __name__ == "__main__":
     run, target = sys.argv[1], sys.argv[2]
     state = read(run)
-    torch.save({k: state[k] for k in ("model", "config", "step", "version")}, target)
+    torch.save({k: state[k] for k in ("model", "model_config", "config", "step", "version")}, target)
     print(f"{target}: step {state['step']}, {Path(target).stat().st_size / 1e6:.1f} MB")

@@ -18,8 +18,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from cpc.probes import ProbeConfig, image_probes, load_images  # noqa: E402
-from cpc.train.pretrain import IMAGE_METHODS, build_method, load_config, load_model, pretrain  # noqa: E402
+from cpc.checkpoint import load  # noqa: E402
+from cpc.data.labelled import load_images  # noqa: E402
+from cpc.eval.probes import ProbeConfig, image_probes  # noqa: E402
+from cpc.methods import METHODS  # noqa: E402
+from cpc.recipe import build_method, load_config, pretrain  # noqa: E402
+
+IMAGE_METHODS = [name for name in METHODS if name != "cpc"]
 
 RECIPE = ROOT / "recipes" / "images" / "mnist.yaml"
 
@@ -45,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
             overrides.append(f"train.steps={args.steps}")
             print(f"pretraining {method} for {args.steps} steps", flush=True)
             pretrain(load_config(RECIPE, overrides))
-        results[method] = image_probes(load_model(out / method), train, test, probe)
+        results[method] = image_probes(load(out / method), train, test, probe)
         rows.append(f"| {method:<22} | {100 * results[method]['knn']:5.1f} | {100 * results[method]['linear']:5.1f} |")
         print(rows[-1], flush=True)
     torch.manual_seed(0)

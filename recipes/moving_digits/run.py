@@ -20,8 +20,10 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
-from cpc.probes import ProbeConfig, class_probe, featurizer, frame_probe, load_clips  # noqa: E402
-from cpc.train.pretrain import load_config, pretrain  # noqa: E402
+from cpc.data.labelled import load_clips  # noqa: E402
+from cpc.eval.featurize import featurizer  # noqa: E402
+from cpc.eval.probes import ProbeConfig, class_probe, frame_probe  # noqa: E402
+from cpc.recipe import load_config, pretrain  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "moving_digits" / "cpc.yaml"
 

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from cpc.data.shards import AudioItem, audio_samples, write_shards
+from cpc.data.ingest import AudioItem
+from cpc.data.shards import audio_samples, write_shards
 
 
 def labelled_signal(labels: np.ndarray, hop: int = 160) -> np.ndarray:
@@ -31,7 +32,7 @@ def corpus(tmp_path):
 def shards(tmp_path, corpus):
     items, alignments = corpus
     index = write_shards(
-        audio_samples(items, alignments=alignments), str(tmp_path / "shards" / "shard-%06d.tar"),
+        audio_samples(items, 16000, alignments=alignments), str(tmp_path / "shards" / "shard-%06d.tar"),
         max_count=2, progress=False,
     )
     return tmp_path / "shards", index, items, alignments

@@ -9,7 +9,8 @@ import torch
 import torch.multiprocessing as mp
 
 from cpc.data.audio import AudioDataConfig, audio_stream, decode_audio
-from cpc.data.shards import AudioItem, audio_samples, write_shards
+from cpc.data.ingest import AudioItem
+from cpc.data.shards import audio_samples, write_shards
 from cpc.data.stages import SkipCounter, Stream, loader
 
 
@@ -20,7 +21,7 @@ def config(folder, **changes):
 
 def test_windows_carry_their_own_labels(shards):
     folder = shards[0]
-    for batch in itertools.islice(audio_stream(config(folder), train=True), 10):
+    for batch in itertools.islice(audio_stream(config(folder), train=True, sample_rate=16000, hop=160), 10):
         assert batch["wav"].shape == (4, 3200) and batch["labels"].shape == (4, 20)
         # each frame's constant value is its label / 100: labels must describe exactly these samples
         assert torch.equal(torch.round(batch["wav"][:, ::160] * 100).long(), batch["labels"])
@@ -28,7 +29,7 @@ def test_windows_carry_their_own_labels(shards):
 
 def test_training_offsets_vary_and_reproduce_from_seed_and_start(shards):
     folder = shards[0]
-    keys = lambda cfg, start: [k for b in itertools.islice(audio_stream(cfg, True, start), 6) for k in b["key"]]
+    keys = lambda cfg, start: [k for b in itertools.islice(audio_stream(cfg, True, start, sample_rate=16000, hop=160), 6) for k in b["key"]]
     assert keys(config(folder), 0) == keys(config(folder), 0)
     assert keys(config(folder), 0) != keys(config(folder), 5)
     assert keys(config(folder), 0) != keys(config(folder, seed=1), 0)
@@ -38,14 +39,14 @@ def test_training_offsets_vary_and_reproduce_from_seed_and_start(shards):
 
 def test_same_speaker_batches(shards):
     folder = shards[0]
-    for batch in itertools.islice(audio_stream(config(folder, group="speaker"), train=True), 5):
+    for batch in itertools.islice(audio_stream(config(folder, group="speaker"), train=True, sample_rate=16000, hop=160), 5):
         assert len(set(batch["speaker_name"])) == 1 and batch["speaker"].tolist() == [0, 0, 0, 0]
 
 
 def eval_keys(folder, rank, world, workers, monkeypatch):
     monkeypatch.setenv("RANK", str(rank))
     monkeypatch.setenv("WORLD_SIZE", str(world))
-    stream = audio_stream(config(folder, batch_size=1), train=False, windows=False)
+    stream = audio_stream(config(folder, batch_size=1), train=False, windows=False, sample_rate=16000, hop=160)
     return [k for batch in loader(stream, num_workers=workers) for k in batch["key"]]
 
 
@@ -58,7 +59,7 @@ def test_evaluation_reads_every_sample_exactly_once(shards, world, workers, monk
 
 def test_whole_utterances_padded_with_lengths(shards):
     folder, _, items, _ = shards
-    (batch,) = list(audio_stream(AudioDataConfig(shards=str(folder / "shard-000000.tar"), batch_size=2), False, windows=False))
+    (batch,) = list(audio_stream(AudioDataConfig(shards=str(folder / "shard-000000.tar"), batch_size=2), False, windows=False, sample_rate=16000, hop=160))
     longest = int(batch["lengths"].max())
     assert batch["wav"].shape == (2, longest)
     short = int(batch["lengths"].argmin())
@@ -76,7 +77,7 @@ def test_corrupt_unreadable_and_short_samples_are_skipped_and_counted(tmp_path, 
             tar.addfile(info, io.BytesIO(data))
     short = tmp_path / "short.wav"
     sf.write(short, np.zeros(1000, np.float32), 16000)
-    write_shards(audio_samples([AudioItem(str(short), "s", "short")]), str(tmp_path / "bad" / "short-%06d.tar"), progress=False)
+    write_shards(audio_samples([AudioItem(str(short), "s", "short")], 16000), str(tmp_path / "bad" / "short-%06d.tar"), progress=False)
     truncated = tmp_path / "bad" / "trunc-000000.tar"
     truncated.write_bytes((folder / "shard-000000.tar").read_bytes()[:3000])
     urls = [str(bad), str(tmp_path / "bad" / "short-000000.tar"), str(truncated), str(folder / "shard-000001.tar")]
@@ -98,15 +99,15 @@ def count_training_steps(rank, world, folder, steps, results):
     import os
 
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world))
-    stream = audio_stream(config(folder), train=True)
+    stream = audio_stream(config(folder), train=True, sample_rate=16000, hop=160)
     results[rank] = sum(1 for _ in itertools.islice(loader(stream, num_workers=1), steps))
 
 
 def test_training_gives_identical_step_counts_on_two_ranks(tmp_path, corpus):
     items, alignments = corpus
     # Uneven shards: 5 samples in one, 1 in the other; a split stream would give the ranks different counts.
-    write_shards(audio_samples(items[:5]), str(tmp_path / "u" / "a-%03d.tar"), max_count=5, progress=False, index_path=str(tmp_path / "ia.json"))
-    write_shards(audio_samples(items[5:]), str(tmp_path / "u" / "b-%03d.tar"), progress=False, index_path=str(tmp_path / "ib.json"))
+    write_shards(audio_samples(items[:5], 16000), str(tmp_path / "u" / "a-%03d.tar"), max_count=5, progress=False, index_path=str(tmp_path / "ia.json"))
+    write_shards(audio_samples(items[5:], 16000), str(tmp_path / "u" / "b-%03d.tar"), progress=False, index_path=str(tmp_path / "ib.json"))
     folder = str(tmp_path / "u" / "{a,b}-000.tar")
     results = mp.Manager().dict()
     processes = [mp.get_context("spawn").Process(target=count_training_steps, args=(r, 2, folder, 25, results)) for r in range(2)]
@@ -118,7 +119,7 @@ def test_training_gives_identical_step_counts_on_two_ranks(tmp_path, corpus):
 
 
 def test_bad_config():
-    with pytest.raises(ValueError, match="window 3000 must be a multiple of hop 160"):
-        audio_stream(AudioDataConfig(shards="x", window=3000), train=True)
+    with pytest.raises(ValueError, match="window 3000 must be a multiple of the model.s hop 160"):
+        audio_stream(AudioDataConfig(shards="x", window=3000), train=True, sample_rate=16000, hop=160)
     with pytest.raises(FileNotFoundError, match="not found"):
-        audio_stream(AudioDataConfig(shards="/nonexistent/s-{0..2}.tar"), train=True)
+        audio_stream(AudioDataConfig(shards="/nonexistent/s-{0..2}.tar"), train=True, sample_rate=16000, hop=160)

@@ -7,19 +7,12 @@ import torch
 import torchaudio
 
 from cpc.data.audio import AudioDataConfig, audio_stream
-from cpc.data.shards import (
-    AudioItem,
-    audio_samples,
-    items_from_folder,
-    items_from_manifest,
-    read_alignments,
-    resolve_shards,
-    write_shards,
-)
+from cpc.data.ingest import AudioItem
+from cpc.data.shards import audio_samples, resolve_shards, write_shards
 
 
 def read_back(folder):
-    stream = audio_stream(AudioDataConfig(shards=str(folder), batch_size=1), train=False, windows=False)
+    stream = audio_stream(AudioDataConfig(shards=str(folder), batch_size=1), train=False, windows=False, sample_rate=16000, hop=160)
     return {b["key"][0]: b for b in stream}
 
 
@@ -43,7 +36,7 @@ def test_resampled_and_downmixed_on_the_way_in(tmp_path):
     stereo = (0.3 * rng.standard_normal((22050, 2))).astype(np.float32)
     path = tmp_path / "in.wav"
     sf.write(path, stereo, 22050, subtype="FLOAT")
-    write_shards(audio_samples([AudioItem(str(path), "s", "in")]), str(tmp_path / "out" / "s-%03d.tar"), progress=False)
+    write_shards(audio_samples([AudioItem(str(path), "s", "in")], 16000), str(tmp_path / "out" / "s-%03d.tar"), progress=False)
     wav = read_back(tmp_path / "out")["in"]["wav"][0]
     expected = torchaudio.functional.resample(torch.from_numpy(stereo.mean(axis=1)), 22050, 16000)
     assert wav.shape == expected.shape == (16000,)
@@ -55,7 +48,7 @@ def test_long_recordings_cut_with_labels_aligned(tmp_path):
     path = tmp_path / "long.wav"
     sf.write(path, np.repeat(labels.astype(np.float32) / 100, 160), 16000, subtype="PCM_16")
     index = write_shards(
-        audio_samples([AudioItem(str(path), "s", "long")], max_seconds=3.0, alignments={"long": labels}),
+        audio_samples([AudioItem(str(path), "s", "long")], 16000, max_seconds=3.0, alignments={"long": labels}),
         str(tmp_path / "out" / "s-%03d.tar"), progress=False,
     )
     assert index["samples"] == 3
@@ -63,18 +56,6 @@ def test_long_recordings_cut_with_labels_aligned(tmp_path):
     assert sorted(back) == ["long_p000", "long_p001", "long_p002"]
     joined = torch.cat([back[k]["labels"][0] for k in sorted(back)])
     assert torch.equal(joined, torch.from_numpy(labels.astype(np.int64)))
-
-
-def test_folder_and_manifest_items(tmp_path, corpus):
-    items = items_from_folder(tmp_path / "wav")
-    assert [(i.key, i.speaker) for i in items][:2] == [("spk0_utt0", "spk0"), ("spk0_utt3", "spk0")]
-    manifest = tmp_path / "m.tsv"
-    manifest.write_text("path\tspeaker\tgender\nwav/spk1/utt1.wav\talice\tf\n")
-    (item,) = items_from_manifest(manifest)
-    assert (item.speaker, item.key, item.fields) == ("alice", "utt1", {"gender": "f"})
-    with pytest.raises(ValueError, match=r"lacks column\(s\) \['speaker'\]"):
-        (tmp_path / "bad.tsv").write_text("path\tgender\nx.wav\tf\n")
-        items_from_manifest(tmp_path / "bad.tsv")
 
 
 def test_bad_inputs_are_reported_and_the_rest_written(tmp_path, corpus):
@@ -86,22 +67,13 @@ def test_bad_inputs_are_reported_and_the_rest_written(tmp_path, corpus):
     del alignments[items[2].key]
     errors = {}
     index = write_shards(
-        audio_samples(items + [AudioItem(str(broken), "x", "broken")], alignments=alignments, errors=errors),
+        audio_samples(items + [AudioItem(str(broken), "x", "broken")], 16000, alignments=alignments, errors=errors),
         str(tmp_path / "out" / "s-%03d.tar"), progress=False,
     )
     assert index["samples"] == 5  # the unreadable file and the mismatched labels are skipped
     assert set(errors) == {"label/frame count mismatch", "no alignment (written without labels)", "unreadable audio"}
     assert "broken.wav" in errors["unreadable audio"][0]
     assert items[1].key in errors["label/frame count mismatch"][0]
-
-
-def test_alignment_file(tmp_path):
-    (tmp_path / "a.txt").write_text("19-198-0001 0 0 5 5\n19-198-0002 3\n")
-    assert {k: v.tolist() for k, v in read_alignments(tmp_path / "a.txt").items()} == {
-        "19-198-0001": [0, 0, 5, 5], "19-198-0002": [3]}
-    (tmp_path / "b.txt").write_text("u1 0 x\n")
-    with pytest.raises(ValueError, match="b.txt line 1: labels must be integers"):
-        read_alignments(tmp_path / "b.txt")
 
 
 def test_resolve_shards_errors(tmp_path, shards):
@@ -120,7 +92,7 @@ def test_writes_through_any_url_webdataset_opens(tmp_path, corpus):
     items, _ = corpus
     target = tmp_path / "remote"
     target.mkdir()
-    index = write_shards(audio_samples(items[:3]), f"pipe:cat > {target}/s-%03d.tar", max_count=2,
+    index = write_shards(audio_samples(items[:3], 16000), f"pipe:cat > {target}/s-%03d.tar", max_count=2,
                          index_path=f"pipe:cat > {target}/index.json", progress=False)
     assert [s["url"] for s in index["shards"]] == [f"pipe:cat > {target}/s-000.tar", f"pipe:cat > {target}/s-001.tar"]
     assert json.loads((target / "index.json").read_text())["samples"] == 3
@@ -128,5 +100,5 @@ def test_writes_through_any_url_webdataset_opens(tmp_path, corpus):
 
 
 def read_back_files(paths):
-    stream = audio_stream(AudioDataConfig(shards=[str(p) for p in paths], batch_size=1), train=False, windows=False)
+    stream = audio_stream(AudioDataConfig(shards=[str(p) for p in paths], batch_size=1), train=False, windows=False, sample_rate=16000, hop=160)
     return [b["key"][0] for b in stream]

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from cpc.data.video import VideoDataConfig, folder_clips, read_video, video_stream
+from cpc.data.ingest import folder_clips, read_video
+from cpc.data.video import VideoDataConfig, video_stream
 
 from ..datasets.conftest import load_script
 

@@ -30,7 +30,7 @@ def test_split_shards_with_alignments(tmp_path):
     (tmp_path / "test.txt").write_text("19-198-0001\n103-1240-0001\n")
     librispeech.main([str(tmp_path / "train-clean-100"), str(tmp_path / "out"), "--alignments", str(tmp_path / "aligned.txt"),
                       "--split", f"train={tmp_path / 'train.txt'}", "--split", f"test={tmp_path / 'test.txt'}"])
-    read = lambda split: list(audio_stream(AudioDataConfig(shards=str(tmp_path / "out" / split), batch_size=1), False, windows=False))
+    read = lambda split: list(audio_stream(AudioDataConfig(shards=str(tmp_path / "out" / split), batch_size=1), False, windows=False, sample_rate=16000, hop=160))
     test = read("test")
     assert sorted(b["key"][0] for b in test) == ["103-1240-0001", "19-198-0001"]
     assert {b["speaker_name"][0] for b in test} == {"103", "19"}

@@ -36,7 +36,7 @@ def test_corpus_shards_read_back_as_windows(tmp_path):
 
 
 def test_test_clips_cover_every_digit_with_unseen_images(tmp_path):
-    from cpc.probes import load_clips
+    from cpc.data.labelled import load_clips
 
     digits.main(["--out", str(tmp_path), "--clips", "200", "--frames", "2"])
     train, test = load_clips(tmp_path / "train"), load_clips(tmp_path / "test")

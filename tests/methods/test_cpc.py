@@ -78,7 +78,7 @@ def test_warns_when_stuck_at_chance():
         for step in range(1, 61):  # no optimiser: the loss stays at chance
             with torch.no_grad():
                 method.training_step({"wav": torch.randn(2, 3200)})
-            method.on_after_step(step)
+            method.after_optimiser_step(step)
     stuck = [w for w in caught if "still at chance" in str(w.message)]
     assert len(stuck) == 1
 

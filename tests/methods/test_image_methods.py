@@ -69,7 +69,7 @@ def test_ema_target_follows_the_online_network():
         for p in online.values():
             p.add_(1.0)
     before = {n: p.clone() for n, p in target.items()}
-    method.on_after_step(1)
+    method.after_optimiser_step(1)
     for name, p in target.items():
         assert torch.allclose(p, 0.9 * before[name] + 0.1 * online[name]), name
         assert not p.requires_grad
@@ -136,7 +136,7 @@ SMALL = ImageEncoderConfig(channels=(16, 32, 64), strides=(1, 2, 2))
     (BarlowTwins, BarlowTwinsConfig(backbone=SMALL, proj_hidden=128, proj_dim=128, scale=0.1)),
 ])
 def test_every_method_learns_knn_above_random_init(cls, config, digits):
-    from cpc.probes import image_features, knn_accuracy
+    from cpc.eval.probes import image_features, knn_accuracy
 
     pairs, train, test = digits
     torch.manual_seed(0)
@@ -152,6 +152,6 @@ def test_every_method_learns_knn_above_random_init(cls, config, digits):
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        method.on_after_step(step)
+        method.after_optimiser_step(step)
     after = knn()
     assert after > before + 0.03, (before, after)

@@ -75,7 +75,7 @@ def test_standardize():
 
 @pytest.mark.parametrize("samples", [400, 16000, 20479])
 def test_logmel_frames_align_with_encoder(samples):
-    assert LogMelFrames(n_mels=40)(torch.randn(2, samples)).shape == (2, samples // 160, 40)
+    assert LogMelFrames(16000, 160, n_mels=40)(torch.randn(2, samples)).shape == (2, samples // 160, 40)
 
 
 @pytest.mark.parametrize("norm", ["batch", "channel", "instance"])

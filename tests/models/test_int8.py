@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from cpc.features import extract, extract_batch, extract_chunked, extract_corpus
+from cpc.eval.features import extract, extract_batch, extract_chunked, extract_corpus
 from cpc.models.autoregressive import AutoregressiveConfig
 from cpc.models.cpc import CPCModel, CPCModelConfig
 from cpc.models.encoders import ConvEncoder, ConvEncoderConfig
@@ -147,7 +147,7 @@ def test_percentile_sets_the_saturation_point():
 
 
 @needs_int8
-def test_calibration_reads_at_most_max_samples(monkeypatch):
+def test_calibration_reads_at_most_max_seconds(monkeypatch):
     seen = []
     real = activation_scale
 
@@ -157,7 +157,7 @@ def test_calibration_reads_at_most_max_samples(monkeypatch):
 
     monkeypatch.setattr("cpc.models.int8.activation_scale", spy)
     model = trained_like()
-    int8_model(model, [speechlike(16000, 0), speechlike(16000, 1)], max_samples=20000)
+    int8_model(model, [speechlike(16000, 0), speechlike(16000, 1)], max_seconds=1.25)
     encoder = model.encoder
     assert seen[0] == 16000 + 4000 + 2 * (encoder.pad_left + encoder.pad_right)
 

@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 
 import cpc
-from cpc.train import checkpoint
+from cpc import checkpoint
 from cpc.train.optim import OptimConfig
 from cpc.train.trainer import TrainConfig, Trainer
 
@@ -73,27 +73,6 @@ def test_non_finite_losses_are_skipped_then_stop_the_run(tmp_path):
         warnings.simplefilter("ignore")
         with pytest.raises(RuntimeError, match="3 non-finite losses in a row at step 1"):
             fit(regression_method(), all_bad, tmp_path / "b", steps=4, max_bad_steps=3)
-
-
-def test_interrupted_checkpoint_write_leaves_the_previous_one_readable(tmp_path, monkeypatch):
-    checkpoint.save({"step": 1}, tmp_path, 1, keep=3)
-
-    def dies_half_way(state, stream):
-        stream.write(b"PK\x03\x04 half a checkpoint")
-        raise KeyboardInterrupt  # the process is interrupted mid-write
-
-    monkeypatch.setattr(torch, "save", dies_half_way)
-    with pytest.raises(KeyboardInterrupt):
-        checkpoint.save({"step": 2}, tmp_path, 2, keep=3)
-    monkeypatch.undo()
-    assert checkpoint.latest(tmp_path).name == "step-00000001.pt"
-    assert checkpoint.read(tmp_path)["step"] == 1
-
-
-def test_keeps_the_last_k_checkpoints(tmp_path):
-    for step in range(1, 6):
-        checkpoint.save({"step": step}, tmp_path, step, keep=2)
-    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step-00000004.pt", "step-00000005.pt"]
 
 
 def cli(*args, **kwargs):

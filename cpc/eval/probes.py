@@ -1,22 +1,16 @@
-"""Probes on frozen frame features: linear (or one-hidden-layer) frame classification, e.g. phones or the motion
-direction in each video frame, and sequence classification on mean-pooled features (speakers, a clip's digit); the epoch is chosen on a dev set, the test set is scored once.
-
-Baseline features go through the very same probe: MFCC (13 + deltas + delta-deltas) and log-mel, both on the
-10 ms frame grid of the CPC encoder.
-"""
+"""Probes on frozen features: linear (or one-hidden-layer) frame classification, e.g. phones or the motion
+direction in each video frame; sequence classification on mean-pooled features (speakers, a clip's digit); kNN and
+linear probes of image backbones. The epoch is chosen on a dev set, the test set is scored once. A `features`
+argument is any callable inputs -> (frames, dim) (see cpc.eval.featurize)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from cpc.models.encoders import LogMelFrames
 
 
 @dataclass
@@ -41,11 +35,13 @@ class ProbeResult:
 
 
 def with_context(features: torch.Tensor, context: int) -> torch.Tensor:
-    """(frames, dim) -> (frames, (2 context + 1) dim): each frame with its neighbours, edges repeated."""
+    """(frames, dim) -> (frames, (2 context + 1) dim): each frame with its neighbours (earliest first), edges
+    repeated."""
     if context == 0:
         return features
-    padded = torch.cat([features[:1].expand(context, -1), features, features[-1:].expand(context, -1)])
-    return torch.cat([padded[i : i + len(features)] for i in range(2 * context + 1)], dim=1)
+    padded = F.pad(features.T[None], (context, context), mode="replicate")  # (1, dim, frames + 2 context)
+    windows = padded.unfold(2, 2 * context + 1, 1)[0]  # (dim, frames, 2 context + 1)
+    return windows.permute(1, 2, 0).reshape(len(features), -1)
 
 
 def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], context: int = 0,
@@ -108,113 +104,9 @@ def accuracy(probe: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((probe(x).argmax(1) == y).float().mean()) if len(y) else 0.0
 
 
-class MfccFrames(nn.Module):
-    """13 MFCCs + deltas + delta-deltas (39 dims) on the CPC 10 ms frame grid: (batch, samples) -> (batch, frames, 39)."""
-
-    def __init__(self, sample_rate: int = 16000, hop: int = 160, window: int = 400):
-        super().__init__()
-        import torchaudio
-
-        self.logmel = LogMelFrames(sample_rate, n_mels=40, hop=hop, window=window)
-        self.dct = torchaudio.functional.create_dct(13, 40, norm="ortho")
-        self.dim = 39
-
-    def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        import torchaudio
-
-        cepstra = self.logmel(wav) @ self.dct  # (batch, frames, 13)
-        delta = torchaudio.functional.compute_deltas(cepstra.transpose(1, 2))
-        delta2 = torchaudio.functional.compute_deltas(delta)
-        return torch.cat([cepstra, delta.transpose(1, 2), delta2.transpose(1, 2)], dim=2)
-
-
-def baseline_features(wav: torch.Tensor, kind: str) -> torch.Tensor:
-    """(samples,) -> (samples // 160, dim) MFCC or log-mel frames."""
-    extractor = {"mfcc": MfccFrames, "logmel": LogMelFrames}.get(kind)
-    if extractor is None:
-        raise ValueError(f"unknown baseline features {kind!r}; choose 'mfcc' or 'logmel'")
-    with torch.no_grad():
-        return extractor()(torch.as_tensor(wav, dtype=torch.float32)[None])[0]
-
-
 def pooled(features: list[torch.Tensor]) -> torch.Tensor:
     """Utterance vectors for speaker probes: the mean of each utterance's frames, (utterances, dim)."""
     return torch.stack([f.float().mean(0) for f in features])
-
-
-@dataclass
-class Utterance:
-    key: str
-    wav: torch.Tensor  # (samples,)
-    labels: torch.Tensor | None  # (frames,) or None
-    speaker: str
-
-    @property
-    def inputs(self) -> torch.Tensor:
-        """What a featurizer reads."""
-        return self.wav
-
-
-@dataclass
-class Clip:
-    key: str
-    frames: torch.Tensor  # (T, H, W, C) uint8
-    labels: torch.Tensor | None  # (T,) per-frame ids (e.g. motion direction) or None
-    targets: dict[str, int]  # clip-level class ids, e.g. {"digit": 3}
-
-    @property
-    def inputs(self) -> torch.Tensor:
-        return self.frames
-
-
-def load_utterances(shards) -> list[Utterance]:
-    """Every utterance of a shard set once, in shard order, with its frame labels and speaker."""
-    from cpc.data.audio import AudioDataConfig, audio_stream
-
-    utterances = []
-    for batch in audio_stream(AudioDataConfig(shards=shards, batch_size=1), train=False, windows=False):
-        labels = batch["labels"][0] if "labels" in batch else None
-        utterances.append(Utterance(batch["key"][0], batch["wav"][0], labels, batch["speaker_name"][0]))
-    return utterances
-
-
-def load_clips(shards) -> list[Clip]:
-    """Every video clip of a shard set once, whole, with its per-frame labels and clip targets."""
-    from cpc.data.video import VideoDataConfig, video_stream
-
-    clips = []
-    for batch in video_stream(VideoDataConfig(shards=shards, batch_size=1), train=False, windows=False):
-        labels = batch["labels"][0] if "labels" in batch else None
-        targets = {name: int(ids[0]) for name, ids in batch.get("targets", {}).items()}
-        clips.append(Clip(batch["key"][0], batch["frames"][0], labels, targets))
-    return clips
-
-
-def featurizer(spec: str, layer: str = "c", calibration: Sequence = ()):
-    """'mfcc', 'logmel', a checkpoint path, 'random:PRESET' / 'random:CHECKPOINT' (that architecture, untrained),
-    or 'int8:CHECKPOINT' (its encoder in int8, scales calibrated on the `calibration` waveforms) -> a function
-    wav -> features."""
-    if spec in ("mfcc", "logmel"):
-        return lambda wav: baseline_features(wav, spec)
-    from cpc.train.pretrain import load_model
-
-    if spec.startswith("random:"):
-        source = spec.split(":", 1)[1]
-        if Path(source).exists():
-            model = load_model(source, weights=False)
-        else:
-            from cpc.methods.cpc import cpc_preset
-            from cpc.models.cpc import CPCModel
-
-            torch.manual_seed(0)
-            model = CPCModel(cpc_preset(source).model).eval()
-    elif spec.startswith("int8:"):
-        from cpc.models.int8 import int8_model
-
-        model = int8_model(load_model(spec.split(":", 1)[1]), list(calibration))
-    else:
-        model = load_model(spec)
-    return lambda wav: model.features(wav, layer)
 
 
 def split_dev(utterances: list, fraction: float = 0.1) -> tuple[list, list]:
@@ -240,8 +132,6 @@ def frame_probe(train: list, test: list, features, classes: int, config: ProbeCo
     return result
 
 
-phone_probe = frame_probe
-
 
 def class_probe(train: list, test: list, features, label, config: ProbeConfig = ProbeConfig()) -> ProbeResult:
     """Sequence classification from mean-pooled features; `label(item)` names each item's class (a speaker, a
@@ -255,12 +145,6 @@ def class_probe(train: list, test: list, features, label, config: ProbeConfig = 
     sets = [(pooled([features(u.inputs) for u in part]), torch.tensor([index[label(u)] for u in part]))
             for part in (fit, dev, test)]
     return train_probe(*sets, classes=len(classes), config=config)
-
-
-def speaker_probe(train: list[Utterance], test: list[Utterance], features,
-                  config: ProbeConfig = ProbeConfig()) -> ProbeResult:
-    """Speaker id from mean-pooled features; test speakers must appear in train."""
-    return class_probe(train, test, features, lambda u: u.speaker, config)
 
 
 def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], k: int = 200,
@@ -279,21 +163,6 @@ def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Ten
     return correct / len(test[0])
 
 
-def load_images(shards, size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image of a shard set once, un-augmented (RGB, `size`, normalised as training views) -> (N, 3, size,
-    size), (N,) class ids."""
-    from cpc.data.images import ImageDataConfig, evaluation_transform, image_stream
-
-    transform = evaluation_transform(size)
-    images, labels = [], []
-    stream = image_stream(ImageDataConfig(shards=shards, batch_size=256), lambda image: [transform(image)],
-                          train=False)
-    for batch in stream:
-        images.append(batch["views"][:, 0])
-        labels.append(batch["targets"]["class"])
-    return torch.cat(images), torch.cat(labels)
-
-
 @torch.no_grad()
 def image_features(backbone: nn.Module, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
     backbone.eval()
@@ -310,20 +179,3 @@ def image_probes(backbone: nn.Module, train, test, config: ProbeConfig = ProbeCo
     return {"knn": knn_accuracy((train_x, train[1]), (test_x, test[1])), "linear": linear.accuracy}
 
 
-def plot_confusion(confusion: np.ndarray, png, title: str) -> None:
-    """Row-normalised confusion matrix (true rows, predicted columns) as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
-    figure, axis = plt.subplots(figsize=(6, 5))
-    image = axis.imshow(rates, cmap="viridis", vmin=0, vmax=1)
-    axis.set_xlabel("predicted")
-    axis.set_ylabel("true")
-    axis.set_title(title)
-    figure.colorbar(image)
-    figure.tight_layout()
-    figure.savefig(png, dpi=90)
-    plt.close(figure)

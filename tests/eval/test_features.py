@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from cpc.features import FeatureStream, extract, extract_batch, extract_chunked
+from cpc.eval.features import FeatureStream, extract, extract_batch, extract_chunked
 from cpc.models.autoregressive import AutoregressiveConfig
 from cpc.models.cpc import CPCModel, CPCModelConfig
 from cpc.models.encoders import ConvEncoderConfig

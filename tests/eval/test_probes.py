@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from cpc.probes import ProbeConfig, baseline_features, frame_dataset, pooled, train_probe, with_context
+from cpc.data.labelled import Utterance
+from cpc.eval.probes import ProbeConfig, frame_dataset, frame_probe, pooled, train_probe, with_context
 
 
 def synthetic_split(informative: bool, utterances: int = 30, classes: int = 5, seed: int = 0):
@@ -45,29 +46,29 @@ def test_label_mismatch_and_padding():
     assert y.tolist() == [1, 2, 3] and x.shape == (3, 2)
 
 
-def test_baselines_on_the_frame_grid():
-    wav = torch.randn(16000)
-    assert baseline_features(wav, "mfcc").shape == (100, 39)
-    assert baseline_features(wav, "logmel").shape == (100, 80)
+def test_context_equals_stacking_shifted_copies():
+    x = torch.randn(7, 3)
+    padded = torch.cat([x[:1].expand(2, -1), x, x[-1:].expand(2, -1)])
+    stacked = torch.cat([padded[i : i + 7] for i in range(5)], dim=1)
+    assert torch.equal(with_context(x, 2), stacked)
+
+
+def test_pooled_is_the_mean_of_each_utterance():
     assert pooled([torch.ones(3, 2), torch.zeros(5, 2)]).tolist() == [[1, 1], [0, 0]]
-    with pytest.raises(ValueError, match="unknown baseline features 'fbank'"):
-        baseline_features(wav, "fbank")
 
 
 def test_bad_utterances_are_reported_and_the_rest_still_count():
-    from cpc.probes import Utterance, phone_probe
-
     g = torch.Generator().manual_seed(0)
     labels = {f"u{i}": torch.randint(0, 3, (40,), generator=g) for i in range(12)}
     labels["zshort"] = torch.randint(0, 3, (45,), generator=g)  # 5 more labels than frames: beyond tolerance
-    utterances = {key: Utterance(key, torch.full((40 * 160,), float(i)), y, "s") for i, (key, y) in enumerate(labels.items())}
-    utterances["nolabels"] = Utterance("nolabels", torch.full((40 * 160,), 99.0), None, "s")
+    utterances = {key: Utterance(key, torch.full((40 * 160,), float(i)), y, "s", 16000) for i, (key, y) in enumerate(labels.items())}
+    utterances["nolabels"] = Utterance("nolabels", torch.full((40 * 160,), 99.0), None, "s", 16000)
     by_value = {float(i): y for i, y in enumerate(labels.values())}
     # features that encode each frame's label: the probe should be near perfect on the good utterances
     features = lambda wav: torch.nn.functional.one_hot(by_value.get(float(wav[0]), torch.zeros(40, dtype=torch.long))[:40], 3).float()
     train = [utterances[k] for k in ("u0", "u1", "u2", "u3", "u4", "u5", "u6", "u7", "zshort", "nolabels")]
     test = [utterances[k] for k in ("u8", "u9", "u10", "u11")]
-    result = phone_probe(train, test, features, 3, ProbeConfig(epochs=20, batch_size=16, lr=1e-2))
+    result = frame_probe(train, test, features, 3, ProbeConfig(epochs=20, batch_size=16, lr=1e-2))
     assert result.accuracy > 0.95
     assert any(p.startswith("zshort: 40 feature frames but 45 labels") for p in result.problems), result.problems
     assert any(p.startswith("nolabels: no frame labels") for p in result.problems)

@@ -1,4 +1,5 @@
-"""Frame-level features from a trained CPC model: one vector per 10 ms frame, exactly `samples // 160` frames.
+"""Frame-level features from a trained CPC model: one vector per encoder frame (10 ms by default), exactly
+`samples // hop` frames.
 
 Three ways, all giving the same frames (within float rounding):
 - `extract(model, wav)`: one utterance at once;
@@ -24,8 +25,10 @@ import numpy as np
 import torch
 
 from cpc.models.cpc import CPCModel, check_layer, select_layer
+from cpc.models.int8 import check_int8, int8_model
 
 PRECISIONS = ("fp32", "bf16")
+CALIBRATION_UTTERANCES = 8  # int8 scales come from this many first utterances (or a batch, if larger)
 
 
 def float_math(precision: str, device: torch.device):
@@ -75,8 +78,9 @@ def extract(model: CPCModel, wav: np.ndarray | torch.Tensor, layer: str = "c", p
 class FeatureStream:
     """Push audio in chunks of any size, get the frames that are complete; `finish()` returns the last ones.
 
-    A frame t needs samples up to 160 t + 313 (the encoder looks ahead to the end of its receptive field), so a
-    chunk's last few frames come out with the next chunk. Memory is bounded by the chunk size.
+    Frame t needs samples up to hop t + (field - hop) / 2 + hop (the encoder looks ahead to the end of its
+    receptive field), so a chunk's last few frames come out with the next chunk. Memory is bounded by the chunk
+    size.
     """
 
     def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c",
@@ -145,16 +149,12 @@ def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batc
     check_layer(layer)
     float_math(precision, torch.device("cpu"))
     if int8:
-        from cpc.models.int8 import check_int8
-
         check_int8(model)
     return extracted_corpus(model, iter(utterances), layer, batch, chunk_samples, precision, int8)
 
 
 def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8):
     if int8:
-        from cpc.models.int8 import CALIBRATION_UTTERANCES, int8_model
-
         head = list(itertools.islice(utterances, max(batch, CALIBRATION_UTTERANCES)))
         if head:
             model = int8_model(model, [wav for _, wav in head])

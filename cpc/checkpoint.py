@@ -1,0 +1,167 @@
+"""The one checkpoint layout: written atomically (temporary file, fsync, rename), read safely (`weights_only`),
+and self-describing, so `load()` rebuilds the trained model from the file alone.
+
+A checkpoint is a dict of tensors and plain containers only:
+    {"model": method state dict, "model_config": {"class", "config", "prefix"}, "optimiser", "scheduler",
+     "scaler", "step", "epoch", "data_start", "rng": [per-rank states], "config": run config, "version"}
+`model_config` names the inference model (CPCModel, or an image method's backbone), its dataclass config and the
+prefix of its weights inside "model"; it is all `load()` needs, with no training config and no side effects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cpc.config import from_dict, to_dict
+from cpc.version import __version__
+from cpc.models.cpc import CPCModel, CPCModelConfig
+from cpc.models.encoders import ImageEncoder, ImageEncoderConfig
+
+PATTERN = re.compile(r"step-(\d+)\.pt$")
+# The classes a checkpoint can name as its model: name -> (config class, module class).
+MODELS: dict[str, tuple[type, type[nn.Module]]] = {
+    "CPCModel": (CPCModelConfig, CPCModel),
+    "ImageEncoder": (ImageEncoderConfig, ImageEncoder),
+}
+
+
+class CheckpointError(ValueError):
+    """A file that is missing, unreadable, unsafe or not a cpc checkpoint; the message names it and the way out."""
+
+
+def model_record(model: nn.Module, prefix: str) -> dict[str, Any]:
+    """What `load()` needs to rebuild `model`: its class name, its config as plain types, where its weights are."""
+    name = type(model).__name__
+    if name not in MODELS or not dataclasses.is_dataclass(getattr(model, "config", None)):
+        raise TypeError(f"{name} is not a model a checkpoint can describe; known: {sorted(MODELS)}")
+    return {"class": name, "config": to_dict(model.config), "prefix": prefix}
+
+
+def build_model(record: dict[str, Any], seed: int = 0) -> nn.Module:
+    """A fresh model from a `model_record`, initialised from `seed` without touching the global RNG."""
+    config_class, model_class = MODELS[record["class"]]
+    config = from_dict(config_class, record["config"], where="model_config")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return model_class(config)
+
+
+def rng_states(device: torch.device | None = None) -> dict[str, Any]:
+    """This process's random states as tensors and plain containers (safe to read with weights_only);
+    on CUDA, the state of this rank's own device."""
+    kind, keys, position, has_gauss, gauss = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": position, "has_gauss": has_gauss,
+                  "gauss": gauss},
+        "python": list(random.getstate()[1]),
+    }
+    if device is not None and device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def restore_rng(states: dict[str, Any], device: torch.device | None = None) -> None:
+    torch.set_rng_state(states["torch"])
+    numpy = states["numpy"]
+    np.random.set_state(("MT19937", numpy["keys"].numpy().astype(np.uint32), numpy["position"], numpy["has_gauss"],
+                         numpy["gauss"]))
+    random.setstate((3, tuple(states["python"]), None))
+    if "cuda" in states and device is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(states["cuda"], device)
+
+
+def save(state: dict[str, Any], folder: str | Path, step: int, keep: int) -> Path:
+    """folder/step-NNNNNNNN.pt, never visible half-written: a crash leaves the previous checkpoints intact."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / f"step-{step:08d}.pt"
+    temporary = folder / f".{final.name}.tmp-{os.getpid()}"
+    with open(temporary, "wb") as stream:
+        torch.save(state, stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+    os.replace(temporary, final)
+    for old in checkpoints(folder)[:-keep] if keep > 0 else []:
+        old.unlink(missing_ok=True)
+    return final
+
+
+def checkpoints(folder: str | Path) -> list[Path]:
+    """Complete checkpoints in step order (temporary files are never matched)."""
+    folder = Path(folder)
+    found = [p for p in folder.glob("step-*.pt") if PATTERN.search(p.name)] if folder.is_dir() else []
+    return sorted(found, key=lambda p: int(PATTERN.search(p.name).group(1)))
+
+
+def latest(folder: str | Path) -> Path | None:
+    found = checkpoints(folder)
+    return found[-1] if found else None
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's newest checkpoint."""
+    path = Path(path)
+    if path.is_dir():
+        newest = latest(path)
+        if newest is None:
+            raise CheckpointError(f"no checkpoint (step-*.pt) in {path}")
+        return newest
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    return path
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's dict, read with `weights_only=True`: a file whose unpickling would run code is refused."""
+    path = resolve(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError or others by what is wrong
+        text = str(error)
+        reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+        if "Weights only load failed" in text:
+            reason = "not a file torch.save wrote"
+        if "Unsupported global" in text or "GLOBAL" in text:  # a pickled reference to some callable
+            raise CheckpointError(f"{path} holds objects other than tensors and plain containers; refused, because "
+                                  "loading it could run code. If you wrote it yourself with an older cpc, convert "
+                                  "it: python tools/convert_checkpoint.py " + str(path)) from None
+        raise CheckpointError(f"{path} is not a readable checkpoint ({reason})") from None
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"{path} is not a cpc checkpoint (no model weights)")
+    return state
+
+
+def load(path: str | Path, weights: bool = True, device: str | torch.device = "cpu") -> nn.Module:
+    """A checkpoint file (or a run folder: its newest checkpoint) -> the trained model (a CPCModel, or an image
+    method's backbone) in eval mode on `device`; weights=False gives the same architecture freshly initialised
+    (seed 0), for random-init baselines. Reads only the model's own config; the global RNG is left alone."""
+    path = resolve(path)
+    state = read(path)
+    record = state.get("model_config")
+    if not record:
+        raise CheckpointError(f"{path} carries no model config (written by cpc before 0.2?): convert it with "
+                              f"python tools/convert_checkpoint.py {path}")
+    if record.get("class") not in MODELS:
+        raise CheckpointError(f"{path}: unknown model class {record.get('class')!r}; known: {sorted(MODELS)}")
+    model = build_model(record)
+    if weights:
+        prefix = record["prefix"]
+        own = {k[len(prefix):]: v for k, v in state["model"].items() if k.startswith(prefix)}
+        try:
+            missing, unexpected = model.load_state_dict(own, strict=False)
+        except RuntimeError as error:  # a tensor of another shape
+            raise CheckpointError(f"{path}: weights do not fit its model config ({str(error).splitlines()[-1].strip()})") from None
+        if missing or unexpected:
+            raise CheckpointError(f"{path}: weights do not fit its model config (missing {missing[:3]}, "
+                                  f"unexpected {unexpected[:3]})")
+    return model.to(device).eval()

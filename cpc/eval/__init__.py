@@ -1,0 +1,1 @@
+"""Evaluation on frozen features: extraction, probes, baselines, feature specs, ABX."""

@@ -1,0 +1,75 @@
+"""Feature specifications -> callables: a name a user types (`--features`) becomes a function inputs -> (frames,
+dim), the same for a trained model, its int8 or random-init form, and the spectral baselines.
+
+    mfcc | logmel                   spectral baselines on 10 ms frames
+    RUN_OR_CHECKPOINT               a trained model (its newest checkpoint for a run folder)
+    random:PRESET | random:CKPT     that architecture freshly initialised (seed 0): the random-init baseline
+    int8:CKPT                       its encoder in int8, scales calibrated on given waveforms
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from cpc import checkpoint
+from cpc.config import to_dict
+from cpc.data.labels import frame_samples
+from cpc.eval.baselines import BASELINES, baseline_frames
+from cpc.methods.cpc import cpc_preset
+from cpc.models.cpc import CPCModel, CPCModelConfig
+from cpc.models.int8 import int8_model
+
+PREFIXES = ("random:", "int8:")
+
+
+class Featurizer:
+    """`features(inputs)` -> (frames, dim) float features of one utterance (samples,) or clip (T, H, W, C)."""
+
+    def __init__(self, compute: Callable[[torch.Tensor], torch.Tensor], sample_rate: int | None):
+        self.compute, self.sample_rate = compute, sample_rate
+
+    @torch.no_grad()
+    def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.compute(inputs)
+
+
+def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
+    """The model a non-baseline spec names."""
+    kind, _, source = spec.partition(":") if spec.startswith(PREFIXES) else ("", "", spec)
+    if kind == "random":
+        if Path(source).exists():
+            return checkpoint.load(source, weights=False)
+        try:
+            config = cpc_preset(source).model
+        except ValueError:
+            raise ValueError(f"random:{source}: neither a checkpoint nor a preset (paper, base, small, video)") from None
+        return checkpoint.build_model({"class": "CPCModel", "config": to_dict(config)}).eval()
+    model = checkpoint.load(source)
+    if kind == "int8":
+        return int8_model(model, list(calibration))
+    return model
+
+
+def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_rate: int | None = None) -> Featurizer:
+    """A Featurizer for `spec` (see the module docstring). Baselines compute at `sample_rate` (default: the model
+    config's default); a model refuses a `sample_rate` other than its own. `calibration`: waveforms for int8."""
+    if spec in BASELINES:
+        rate = sample_rate or CPCModelConfig.sample_rate
+        frames = baseline_frames(spec, rate, frame_samples(rate))
+        return Featurizer(lambda wav: frames(torch.as_tensor(wav, dtype=torch.float32)[None])[0], rate)
+    model = model_of(spec, calibration)
+    rate = model.config.sample_rate if isinstance(model, CPCModel) and not model.video else None
+    if sample_rate is not None and rate is not None and rate != sample_rate:
+        raise ValueError(f"{spec}: the model takes {rate} Hz audio; the data is {sample_rate} Hz")
+    return Featurizer(lambda inputs: model.features(inputs, layer), rate)
+
+
+def feature_name(spec: str) -> str:
+    """A file-name-safe name for a spec: a checkpoint's file name, "random_<name>", "int8_<name>", "mfcc", ..."""
+    kind, _, source = spec.partition(":") if spec.startswith(PREFIXES) else ("", "", spec)
+    prefix = f"{kind}_" if kind else ""
+    return re.sub(r"[^\w.-]+", "_", prefix + (Path(source).name if Path(source).exists() else source))
