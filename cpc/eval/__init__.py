@@ -1,0 +1,1 @@
+"""Evaluation of learned features: ABX discriminability (abx)."""
