@@ -297,11 +297,11 @@ def test_other_frame_distances_follow_their_definitions():
                       context_mode="any", speaker_mode="within")["within-any"] >= 0
 
 
-def _one_file_items(tmp=None):
-    table = abx.ItemTable(np.array(["f"] * 6, dtype=object), np.array([0, .05, .1, .15, .2, .25]),
-                          np.array([.05, .1, .15, .2, .25, .3]), np.array([0, 1, 0, 1, 0, 1]), np.zeros(6, int),
-                          np.zeros(6, int), ["a", "b"], ["x+y"], ["s"])
-    return table
+def _one_file_items():
+    """Six alternating a/b items of 5 frames in one file, one speaker, one context."""
+    return abx.ItemTable(np.array(["f"] * 6, dtype=object), np.array([0, .05, .1, .15, .2, .25]),
+                         np.array([.05, .1, .15, .2, .25, .3]), np.array([0, 1, 0, 1, 0, 1]), np.zeros(6, int),
+                         np.zeros(6, int), ["a", "b"], ["x+y"], ["s"])
 
 
 # ------------------------------------------------------------------------------------------- item files
