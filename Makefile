@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[test]' $(TORCH_PINS)
+	# The reference ABX (zrc_abx2) for tests/eval/test_abx.py's agreement tests; they skip if its build fails.
+	$(PY) -m pip install -q cython 'setuptools_scm[toml]>=6.2' \
+	  && $(PY) -m pip install -q --no-build-isolation zerospeech-libriabx2==0.9.8 $(TORCH_PINS) \
+	  || echo "warning: zerospeech-libriabx2 (reference ABX) not installed: its agreement tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)
