@@ -29,12 +29,12 @@ def build(folder: Path, split: str, unit: str, n_mels: int) -> Path:
     """Log-mel .npy features and an item file for the sample's utterances -> the item file."""
     from cpc.data.labels import read_alignments
     from cpc.models.encoders import LogMelFrames
-    from cpc.probes import load_utterances
+    from cpc.data.labelled import load_utterances
 
     splits = ["test", "train"] if split == "all" else [split]
     utterances = [u for s in splits for u in load_utterances(str(SAMPLE / s))]
     alignments = read_alignments(SAMPLE / "converted_aligned_phones.txt")
-    mel = LogMelFrames(n_mels=n_mels)
+    mel = LogMelFrames(16000, 160, n_mels=n_mels)
     with torch.no_grad():
         for u in utterances:
             np.save(folder / f"{u.key}.npy", mel(u.wav[None])[0].numpy())

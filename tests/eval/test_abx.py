@@ -87,7 +87,7 @@ def phones():
 
 @pytest.fixture(scope="module")
 def test_utterances():
-    from cpc.probes import load_utterances
+    from cpc.data.labelled import load_utterances
 
     return sorted(load_utterances(str(SAMPLE / "test")), key=lambda u: (u.speaker, u.key))
 
@@ -95,7 +95,7 @@ def test_utterances():
 def logmel(utterances) -> dict[str, np.ndarray]:
     from cpc.models.encoders import LogMelFrames
 
-    mel = LogMelFrames(n_mels=40)
+    mel = LogMelFrames(16000, 160, n_mels=40)
     with torch.no_grad():
         return {u.key: mel(u.wav[None])[0].numpy() for u in utterances}
 
@@ -354,7 +354,7 @@ def test_unit_features_one_hot_and_ids(test_utterances, phones, tmp_path):
 
 
 def test_agreement_with_reference_subsampled(phones, tmp_path):
-    from cpc.probes import load_utterances
+    from cpc.data.labelled import load_utterances
 
     train = load_utterances(str(SAMPLE / "train"))
     speakers = sorted({u.speaker for u in train})[:2]
