@@ -66,6 +66,10 @@ class AugmentConfig:
     dropout_prob: float = 0.0
     dropout_ms: tuple[float, float] = (0.0, 100.0)
     dropout_spans: int = 1
+    # "chain": every effect fires on its own with its probability (as the CPC2 paper's combinations); "one": one
+    # effect with probability > 0 is picked uniformly per window, then fires with its probability (as CPC_audio's
+    # CPC_v2 CombinedTransforms, which applies one random effect of the list): ~1/3 of the chain's cost.
+    combine: str = "chain"
     bank_seed: int = 0  # seeds the noise and RIR banks (the same in every worker); draws use the caller's rng
 
     @property
@@ -98,6 +102,8 @@ def check_augment_config(config: AugmentConfig, where: str = "augment") -> None:
         fail("noise_recorded_prob", "a probability must lie in [0, 1]", config.noise_recorded_prob)
     if not 0 <= config.reverb_damping < 1:
         fail("reverb_damping", "expected 0 <= damping < 1", config.reverb_damping)
+    if config.combine not in ("chain", "one"):
+        fail("combine", "choose 'chain' (every effect on its own) or 'one' (one effect per window)", config.combine)
     if not 1 <= config.reverb_rirs <= 4096:
         fail("reverb_rirs", "expected 1 <= rirs <= 4096", config.reverb_rirs)
     if not 0 <= config.dropout_spans <= 100:
@@ -267,7 +273,7 @@ def _grain_periods(y: np.ndarray, starts: np.ndarray, grain: int, sample_rate: i
     end = y.shape[1] // step * step
     coarse = sum(y[:, i:end:step] for i in range(step))  # box-filtered and decimated (mean(axis) is 12x slower)
     width = grain // step
-    begin = np.clip(starts // step, 0, coarse.shape[1] - width)
+    begin = np.clip((starts + grain // 2) // step - width // 2, 0, coarse.shape[1] - width)  # grain centres
     frames = np.lib.stride_tricks.sliding_window_view(coarse, width, axis=1)[np.arange(len(y))[:, None], begin]
     frames = frames - frames.mean(axis=2, keepdims=True)
     spectrum = _fft.rfft(frames * np.hanning(width).astype(np.float32), n=2 * width, axis=2)
@@ -294,8 +300,7 @@ def add_noise(wav, noise, snr_db):
     if noise_rows.shape != rows.shape:
         raise ValueError(f"noise shape {noise_rows.shape} must match the waveform's {rows.shape}")
     snr = _per_row(snr_db, len(rows), "snr_db")
-    signal = np.einsum("ij,ij->i", rows, rows, dtype=np.float64) / rows.shape[1]
-    power = np.einsum("ij,ij->i", noise_rows, noise_rows, dtype=np.float64) / rows.shape[1]
+    signal, power = _energy(rows) / rows.shape[1], _energy(noise_rows) / rows.shape[1]
     gain = np.where(power > 0, np.sqrt(signal / np.maximum(power, 1e-30) / 10 ** (snr / 10)), 0.0)
     return back(rows + gain.astype(np.float32)[:, None] * noise_rows)
 
@@ -382,9 +387,13 @@ def reverb(wav, rir, keep_rms: bool = True):
     return back(_match_rms(out.astype(np.float32), rows) if keep_rms else out.astype(np.float32))
 
 
+def _energy(rows: np.ndarray) -> np.ndarray:
+    """Sum of squares per row, float64 (BLAS dot: 15x faster than a float64 einsum, relative error ~1e-7)."""
+    return (rows[:, None, :] @ rows[:, :, None]).ravel().astype(np.float64)
+
+
 def _match_rms(out: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    have = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))
-    want = np.sqrt(np.einsum("ij,ij->i", reference, reference, dtype=np.float64))
+    have, want = np.sqrt(_energy(out)), np.sqrt(_energy(reference))
     return out * np.where(have > 0, want / np.maximum(have, 1e-30), 1.0).astype(np.float32)[:, None]
 
 
@@ -517,12 +526,12 @@ class Augmenter:
     def rows(self, rows: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """(batch, samples) float32 -> augmented copy. The draws per row do not depend on which effects fire."""
         cfg, count, samples = self.config, len(rows), rows.shape[1]
+        active = [e for e in EFFECTS if getattr(cfg, f"{e}_prob") > 0]
+        picked = rng.integers(0, len(active), count) if cfg.combine == "one" and active else None
         out = rows.copy()
-        for effect in EFFECTS:
-            p = getattr(cfg, f"{effect}_prob")
-            if p <= 0:
-                continue
-            fire = np.flatnonzero(rng.random(count) < p)
+        for index, effect in enumerate(active):
+            fire = rng.random(count) < getattr(cfg, f"{effect}_prob")
+            fire = np.flatnonzero(fire if picked is None else fire & (picked == index))
             params = getattr(self, f"_draw_{effect}")(count, samples, rng)
             if fire.size:
                 out[fire] = getattr(self, f"_apply_{effect}")(out[fire], {k: v[fire] for k, v in params.items()})

@@ -81,14 +81,14 @@ def harmonic_to_rest_db(y, f0):
     return 10 * np.log10(power[near].sum() / power[~near].sum())
 
 
-def test_pitch_shift_keeps_a_harmonic_sound_clean():
-    """Grains moved by whole periods (WSOLA) keep harmonics sharp; plain overlap-add of unaligned grains would
-    smear them (about -12 dB here instead of > +20 dB)."""
+@pytest.mark.parametrize("f0, cents", [(100, -250), (150, 200), (237, -250), (237, 200)])
+def test_pitch_shift_keeps_a_harmonic_sound_clean(f0, cents):
+    """Grains moved by whole periods (WSOLA) keep harmonics sharp, also for a low voice shifted down (a period
+    of 11.5 ms); plain overlap-add of unaligned grains would smear them (-11 to -15 dB instead of > +20 dB)."""
     t = np.arange(32000) / SR
-    x = sum(np.sin(2 * np.pi * k * 150 * t + k) / k for k in range(1, 45)).astype(np.float32)
-    for cents in (200, -250):
-        y = pitch_shift(x, cents)[2000:-2000]
-        assert harmonic_to_rest_db(y, 150 * 2 ** (cents / 1200)) > 20
+    x = sum(np.sin(2 * np.pi * k * f0 * t + k) / k for k in range(1, 7000 // f0)).astype(np.float32)
+    y = pitch_shift(x, cents)[2000:-2000]
+    assert harmonic_to_rest_db(y, f0 * 2 ** (cents / 1200)) > 20
 
 
 def test_pitch_shift_per_row_and_zero_is_identity():
@@ -324,6 +324,18 @@ def test_torch_batches_in_torch_batches_out():
     assert isinstance(one, torch.Tensor) and one.shape == x[0].shape
 
 
+def test_one_effect_per_window_as_cpc_v2():
+    """combine 'one': each row gets exactly one of the effects (here: dropout or a big gain-free band reject)."""
+    config = AugmentConfig(past=True, combine="one", pitch_prob=0.0, noise_prob=0.0, reverb_prob=0.0,
+                           bandreject_prob=1.0, bandreject_width=(0.5, 0.5), dropout_prob=1.0, dropout_ms=(50.0, 50.0))
+    x = np.random.default_rng(0).uniform(0.1, 1, (40, 4000)).astype(np.float32)
+    y = Augmenter(config, SR)(x, np.random.default_rng(0))
+    dropped = (y == 0).sum(axis=1) == 800
+    untouched_outside_dropout = np.array([np.array_equal(a[b != 0], b[b != 0]) for a, b in zip(x, y)])
+    assert np.array_equal(dropped, untouched_outside_dropout)  # dropout rows had nothing else done to them
+    assert 10 < dropped.sum() < 30  # about half each
+
+
 def test_the_default_chain_keeps_length_and_level():
     augmenter = Augmenter(AugmentConfig(past=True, reverb_rirs=8), SR)
     x = np.stack([speechlike(s) for s in range(4)])
@@ -347,6 +359,7 @@ def test_the_default_chain_keeps_length_and_level():
     ("reverb_damping", 1.0, r"augment\.reverb_damping"),
     ("noise_colours", ("white", "purple"), r"augment\.noise_colours: colours are white, pink, brown"),
     ("noise_dir", "/no/such/folder", r"augment\.noise_dir: expected an existing folder"),
+    ("combine", "all", r"augment\.combine: choose 'chain'"),
 ])
 def test_bad_config_values_name_the_key_and_the_range(key, value, message):
     with pytest.raises(ConfigError, match=message):
