@@ -68,7 +68,7 @@ class AugmentConfig:
     dropout_spans: int = 1
     # "chain": every effect fires on its own with its probability (as the CPC2 paper's combinations); "one": one
     # effect with probability > 0 is picked uniformly per window, then fires with its probability (as CPC_audio's
-    # CPC_v2 CombinedTransforms, which applies one random effect of the list): ~1/3 of the chain's cost.
+    # CPC_v2 CombinedTransforms, which applies one random effect of the list): ~1/4 of the chain's cost.
     combine: str = "chain"
     bank_seed: int = 0  # seeds the noise and RIR banks (the same in every worker); draws use the caller's rng
 
@@ -577,6 +577,8 @@ class Augmenter:
         samples = rows.shape[1]
         n = fast_size(samples + self.tails.shape[1] - 1)
         if n not in self._tail_spectra:  # RIR spectra per FFT size: computed once, reused by every call
+            if len(self._tail_spectra) >= 4:  # windows of many lengths: keep the newest few (~9 MB each)
+                del self._tail_spectra[next(iter(self._tail_spectra))]
             self._tail_spectra[n] = _fft.rfft(self.tails, n=n, axis=1).astype(np.complex64)
         gain = (10 ** (-p["drr"] / 20)).astype(np.float32)[:, None]
         response = 1 + gain * self._tail_spectra[n][p["rir"]]  # direct path + scaled tail
