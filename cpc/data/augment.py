@@ -439,7 +439,9 @@ class NoiseRecordings:
                 self.left_out += 1
                 continue
             try:
-                audio, rate = sf.read(path, dtype="float32", always_2d=True)
+                rate = sf.info(str(path)).samplerate
+                frames = math.ceil(budget * rate / sample_rate) + 64  # read no more than the budget needs
+                audio, rate = sf.read(path, frames=frames, dtype="float32", always_2d=True)
             except Exception:  # not audio (a README, a licence file) or unreadable: note it and go on
                 self.skipped.append(path.name)
                 continue
@@ -457,8 +459,8 @@ class NoiseRecordings:
             raise ValueError(f"noise folder {folder} holds no audio that soundfile can read "
                              f"({len(paths)} files, e.g. {', '.join(p.name for p in paths[:3]) or 'none'})")
         if self.left_out:
-            warnings.warn(f"noise folder {folder}: {self.left_out} files left out beyond noise_max_seconds "
-                          f"= {max_seconds}", RuntimeWarning, stacklevel=2)
+            warnings.warn(f"noise folder {folder}: noise_max_seconds = {max_seconds} reached, {self.left_out} "
+                          "further files not read", RuntimeWarning, stacklevel=2)
         self.sample_rate = sample_rate
         self.audio = np.concatenate(clips)
         self.bounds = np.cumsum([0] + [len(c) for c in clips])

@@ -376,3 +376,11 @@ def test_bad_waveform_shapes_are_named():
         pitch_shift(np.zeros((1, 2, 3), np.float32), 100)
     with pytest.raises(ValueError, match="noise shape"):
         add_noise(np.zeros((2, 10), np.float32), np.zeros((2, 11), np.float32), 5)
+
+
+def test_noise_folder_keeps_at_most_max_seconds(tmp_path):
+    folder = tmp_path / "noise"
+    write_noise_folder(folder)
+    with pytest.warns(RuntimeWarning, match="noise_max_seconds = 1.5 reached"):
+        recordings = NoiseRecordings(folder, SR, max_seconds=1.5)
+    assert recordings.seconds == pytest.approx(1.5, abs=1e-3)
