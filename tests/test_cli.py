@@ -70,13 +70,3 @@ def test_extract_command_refuses_int8_for_channel_norm(tmp_path):
     with pytest.raises(SystemExit, match="cpc extract: int8 encoding needs an encoder with BatchNorm"):
         main(["extract", str(tmp_path / "run"), "datasets/synthetic_speech/sample/test", str(tmp_path / "x"), "--int8"])
     assert not (tmp_path / "x").exists()  # failed before writing anything
-
-
-def test_feature_names_are_file_safe(tmp_path):
-    from cpc.eval.featurize import feature_name
-
-    (tmp_path / "run_a").mkdir()
-    assert feature_name(f"int8:{tmp_path / 'run_a'}") == "int8_run_a"
-    assert feature_name(f"random:{tmp_path / 'run_a'}") == "random_run_a"
-    assert feature_name("random:base") == "random_base"
-    assert feature_name("mfcc") == "mfcc"
