@@ -11,7 +11,10 @@ prefix of its weights inside "model"; it is all `load()` needs, with no training
 from __future__ import annotations
 
 import dataclasses
+import errno
+import io
 import os
+import socket
 import random
 import re
 from pathlib import Path
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from cpc.config import from_dict, to_dict
+from cpc.errors import UserError
 from cpc.version import __version__
 from cpc.models.cpc import CPCModel, CPCModelConfig
 from cpc.models.encoders import ImageEncoder, ImageEncoderConfig
@@ -34,7 +38,7 @@ MODELS: dict[str, tuple[type, type[nn.Module]]] = {
 }
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A file that is missing, unreadable, unsafe or not a cpc checkpoint; the message names it and the way out."""
 
 
@@ -80,20 +84,80 @@ def restore_rng(states: dict[str, Any], device: torch.device | None = None) -> N
         torch.cuda.set_rng_state(states["cuda"], device)
 
 
-def save(state: dict[str, Any], folder: str | Path, step: int, keep: int) -> Path:
-    """folder/step-NNNNNNNN.pt, never visible half-written: a crash leaves the previous checkpoints intact."""
+def save(state: dict[str, Any], folder: str | Path, step: int) -> Path:
+    """folder/step-NNNNNNNN.pt, never visible half-written: serialised in memory, written to a temporary file,
+    fsynced and renamed, so a crash or a full disk leaves the previous checkpoints intact and no partial file."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / f"step-{step:08d}.pt"
-    temporary = folder / f".{final.name}.tmp-{os.getpid()}"
-    with open(temporary, "wb") as stream:
-        torch.save(state, stream)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, final)
-    for old in checkpoints(folder)[:-keep] if keep > 0 else []:
-        old.unlink(missing_ok=True)
+    temporary = folder / f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}"
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    try:
+        with open(temporary, "wb") as stream:
+            stream.write(buffer.getbuffer())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, final)
+    except BaseException as error:  # a full disk, or an interrupt mid-write: no partial file stays behind
+        temporary.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise CheckpointError(f"no space left on {mount_point(folder)} writing {final}: free some space (older "
+                                  "checkpoints were kept) and resume with --resume") from None
+        raise
     return final
+
+
+def mount_point(path: Path) -> Path:
+    """The mount point (device) `path` lives on."""
+    path = path.resolve()
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
+def prune(folder: str | Path, own: list[Path], keep: int) -> list[Path]:
+    """Delete all but the newest `keep` of `own` (the checkpoints this run wrote or resumed from); any other file
+    in the folder is never touched. Returns what is left of `own`."""
+    own = sorted(set(own), key=lambda p: int(PATTERN.search(p.name).group(1)))
+    if keep <= 0 or len(own) <= keep:
+        return own
+    for old in own[:-keep]:
+        old.unlink(missing_ok=True)
+    return own[-keep:]
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Temporary files of interrupted writes by this host whose writing process is gone (a live writer's, and
+    other hosts' on a shared disk, are left alone)."""
+    removed = []
+    for path in Path(folder).glob(f".step-*.pt.tmp-{socket.gethostname()}-*") if Path(folder).is_dir() else []:
+        pid = path.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def newest_readable(folder: str | Path) -> tuple[Path | None, dict[str, Any] | None, list[str]]:
+    """(path, state) of the newest checkpoint in `folder` that reads, and why each newer one was skipped."""
+    skipped = []
+    for path in reversed(checkpoints(folder)):
+        try:
+            return path, read(path), skipped
+        except CheckpointError as error:
+            skipped.append(str(error))
+    return None, None, skipped
 
 
 def checkpoints(folder: str | Path) -> list[Path]:

@@ -1,5 +1,7 @@
+import errno
 import os
 import random
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +42,7 @@ def trained_run(tmp_path: Path, steps: int = 2) -> Path:
     batches = [{"wav": torch.randn(2, 3200)} for _ in range(steps)]
     out = tmp_path / "run"
     config = TrainConfig(steps=steps, out=str(out), checkpoint_every=steps, progress=False)
-    Trainer(method, lambda start: iter(batches[start:]), OptimConfig(), config).fit()
+    Trainer(method, lambda start, segment: iter(batches[start:]), OptimConfig(), config).fit()
     return out
 
 
@@ -133,21 +135,52 @@ def test_missing_and_unreadable_files_are_named(tmp_path):
 
 
 def test_interrupted_checkpoint_write_leaves_the_previous_one_readable(tmp_path, monkeypatch):
-    checkpoint.save({"model": {}, "step": 1}, tmp_path, 1, keep=3)
+    checkpoint.save({"model": {}, "step": 1}, tmp_path, 1)
 
-    def dies_half_way(state, stream):
-        stream.write(b"PK\x03\x04 half a checkpoint")
-        raise KeyboardInterrupt  # the process is interrupted mid-write
+    def dies_half_way(descriptor):
+        raise KeyboardInterrupt  # the process is interrupted after part of the file reached the disk
 
-    monkeypatch.setattr(torch, "save", dies_half_way)
+    monkeypatch.setattr(os, "fsync", dies_half_way)
     with pytest.raises(KeyboardInterrupt):
-        checkpoint.save({"model": {}, "step": 2}, tmp_path, 2, keep=3)
+        checkpoint.save({"model": {}, "step": 2}, tmp_path, 2)
     monkeypatch.undo()
     assert checkpoint.latest(tmp_path).name == "step-00000001.pt"
     assert checkpoint.read(tmp_path)["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000001.pt"]  # no partial file left
 
 
-def test_keeps_the_last_k_checkpoints(tmp_path):
+def test_a_full_disk_names_the_device_and_the_file_and_keeps_the_older_checkpoints(tmp_path, monkeypatch):
+    checkpoint.save({"model": {}, "step": 1}, tmp_path, 1)
+
+    def disk_full(descriptor):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.save({"model": {}, "step": 2}, tmp_path, 2)
+    assert str(caught.value) == (f"no space left on {checkpoint.mount_point(tmp_path)} writing "
+                                 f"{tmp_path / 'step-00000002.pt'}: free some space (older checkpoints were kept) "
+                                 "and resume with --resume")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000001.pt"]
+
+
+def test_retention_deletes_only_this_runs_own_older_checkpoints(tmp_path):
+    foreign = checkpoint.save({"model": {}, "step": 50}, tmp_path, 50)  # another run's, newer than ours
+    own = []
     for step in range(1, 6):
-        checkpoint.save({"model": {}, "step": step}, tmp_path, step, keep=2)
-    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step-00000004.pt", "step-00000005.pt"]
+        own = checkpoint.prune(tmp_path, own + [checkpoint.save({"model": {}, "step": step}, tmp_path, step)], 2)
+    assert [p.name for p in own] == ["step-00000004.pt", "step-00000005.pt"]
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step-00000004.pt", "step-00000005.pt",
+                                                                  foreign.name]
+
+
+def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_path):
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".step-00000003.pt.tmp-{host}-{dead.stdout.strip()}"
+    live = tmp_path / f".step-00000004.pt.tmp-{host}-{os.getpid()}"
+    other_host = tmp_path / ".step-00000005.pt.tmp-elsewhere-1"
+    for path in (stale, live, other_host):
+        path.write_bytes(b"partial")
+    assert checkpoint.remove_stale_temporaries(tmp_path) == [stale]
+    assert not stale.exists() and live.exists() and other_host.exists()

@@ -18,22 +18,17 @@ import numpy as np
 import soundfile as sf
 
 from cpc.data.labels import frame_samples
-from cpc.data.shards import resolve_shards
-from cpc.data.stages import SkipCounter, Stream, find_field
+from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
 
 AUDIO_FIELDS = ("flac", "wav", "ogg")
 
 
 @dataclass
-class AudioDataConfig:
-    shards: str | list[str] = ""  # index.json, a folder with one, a brace pattern or URL, or a list of URLs
-    batch_size: int = 8
+class AudioDataConfig(StreamConfig):
     window: int = 20480  # samples; a multiple of the model's frame hop
     group: str | None = None  # None, "speaker" (CPC same-speaker batches) or "sequence"
     shuffle_samples: int = 100  # compressed samples shuffled before decoding
     shuffle_windows: int = 1000
-    num_workers: int = 0
-    seed: int = 0
 
 
 def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | None = None) -> dict[str, Any] | None:
@@ -64,25 +59,21 @@ def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | 
 
 
 def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: bool = True, *, sample_rate: int,
-                 hop: int) -> Stream:
+                 hop: int, segment: int = 0) -> Stream:
     """Training: endless shuffled windows. Evaluation (train=False): each sample once across ranks and workers,
     windows from offset 0, or whole utterances (padded, with "lengths") when windows=False. `sample_rate` and
-    `hop` (samples per frame) are the model's."""
+    `hop` (samples per frame) are the model's; `start` (a batch index) and `segment` as in Stream."""
     if config.window % hop:
         raise ValueError(f"window {config.window} must be a multiple of the model's hop {hop} so labels stay aligned")
     label_step = frame_samples(sample_rate)
     return Stream(
-        resolve_shards(config.shards),
-        functools.partial(decode_audio, sample_rate=sample_rate),
+        decode=functools.partial(decode_audio, sample_rate=sample_rate),
         field="wav",
-        batch_size=config.batch_size,
-        train=train,
         window=config.window if windows else None,
         quantum=math.lcm(hop, label_step),  # window offsets keep model frames and 10 ms labels aligned
         label_step=label_step,
         group=config.group,
         shuffle_samples=config.shuffle_samples,
         shuffle_items=config.shuffle_windows,
-        seed=config.seed,
-        start=start,
+        **config.stream_args(train, start, segment),
     )

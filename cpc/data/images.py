@@ -13,19 +13,15 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from cpc.data.shards import resolve_shards
-from cpc.data.stages import SkipCounter, Stream, find_field
+from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
 
 IMAGE_FIELDS = ("jpg", "jpeg", "png")
 
 
 @dataclass
-class ImageDataConfig:
-    shards: str = ""
+class ImageDataConfig(StreamConfig):
     batch_size: int = 256
     shuffle_samples: int = 2000
-    num_workers: int = 0
-    seed: int = 0
     size: int = 32  # view side in pixels
     views: str = ""  # "simclr" or "byol" augmentations; "": the method's own (see TwoViews)
     blur: bool = False  # Gaussian blur (off for 32x32 images, as the CIFAR recipes do)
@@ -49,18 +45,15 @@ def decode_image(sample: dict[str, Any], skips: SkipCounter, transform: Callable
     return {"key": key, "views": views, "targets": targets, "speaker": "", "utterance": key, "labels": None}
 
 
-def image_stream(config: ImageDataConfig, transform: Callable, train: bool, start: int = 0) -> Stream:
+def image_stream(config: ImageDataConfig, transform: Callable, train: bool, start: int = 0,
+                 segment: int = 0) -> Stream:
     """Training: endless shuffled images; evaluation: every image once across ranks and workers."""
     return Stream(
-        resolve_shards(config.shards),
-        functools.partial(decode_image, transform=transform),
+        decode=functools.partial(decode_image, transform=transform),
         field="views",
-        batch_size=config.batch_size,
-        train=train,
         shuffle_samples=1,  # images are shuffled after decoding, where the buffer is per image
         shuffle_items=config.shuffle_samples,
-        seed=config.seed,
-        start=start,
+        **config.stream_args(train, start, segment),
     )
 
 

@@ -2,22 +2,46 @@
 expansion with skip counting, shuffling, fixed-length windows, batching. Each stage is a small generator
 function over an iterator, so a user can rearrange them.
 
-Randomness is explicit: every stage draws from one `random.Random` made inside the worker from
-(seed, rank, worker, start), so a stream restarted with the same start reproduces itself exactly and no two
+Randomness is explicit and tied to batch positions, not to processes. A training stream is cut into segments of
+`segment` batches (the trainer's checkpoint interval); within a segment, DataLoader worker w makes every
+num_workers-th batch, and the batches of one such slot come from one pipeline whose `random.Random` is seeded
+from (seed, rank, segment start, slot). So a stream started at any batch index (a resumed run) makes exactly the
+batches the uninterrupted stream made there, with persistent workers that are never restarted, and no two
 workers or ranks share draws.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
 import webdataset as wds
 from torch.nn.utils.rnn import pad_sequence
+
+from cpc.data.shards import resolve_shards
+
+
+@dataclass
+class StreamConfig:
+    """What every stream's data section shares."""
+
+    shards: str | list[str] = ""  # index.json, a folder with one, a brace pattern or URL, or a list of URLs
+    batch_size: int = 8
+    num_workers: int | None = None  # DataLoader workers per rank; None: 0 on CPU, from the CPU count on CUDA
+    prefetch: int = 2  # batches each worker keeps ready
+    open_shards: int = 4  # training reads this many shards at once, interleaved (mixes speakers within batches)
+    seed: int = 0
+
+    def stream_args(self, train: bool, start: int, segment: int) -> dict[str, Any]:
+        """The Stream arguments these settings fix."""
+        return dict(urls=resolve_shards(self.shards), batch_size=self.batch_size, train=train,
+                    open_shards=self.open_shards, seed=self.seed, start=start, segment=segment)
 
 
 def stream_position() -> tuple[int, int, int, int]:
@@ -32,9 +56,9 @@ def stream_position() -> tuple[int, int, int, int]:
     return rank, world, worker, workers
 
 
-def stream_rng(seed: int, start: int) -> random.Random:
-    rank, _, worker, _ = stream_position()
-    return random.Random(f"{seed}/{rank}/{worker}/{start}")  # str seeds hash the same in every process
+def pipeline_rng(seed: int, segment_start: int, slot: int) -> random.Random:
+    rank, _, _, workers = stream_position()
+    return random.Random(f"{seed}/{rank}/{segment_start}/{slot}/{workers}")  # str seeds hash alike in every process
 
 
 def find_field(sample: dict[str, Any], fields: tuple[str, ...], skips: SkipCounter, missing: str) -> str | None:
@@ -98,6 +122,24 @@ def shard_urls(urls: list[str], train: bool, rng: random.Random) -> Iterator[str
 def raw_samples(urls: Iterable[str], skips: SkipCounter) -> Iterator[dict[str, Any]]:
     """Tar bytes -> samples {"__key__", "__url__", extension: bytes}; unreadable shards are counted, not fatal."""
     return wds.tarfile_samples(({"url": url} for url in urls), handler=skips.handler)
+
+
+def interleaved_samples(urls: Iterator[str], open_shards: int, rng: random.Random,
+                        skips: SkipCounter) -> Iterator[dict[str, Any]]:
+    """Samples of `open_shards` shards read at once, each next sample from a randomly chosen open shard (a new
+    shard opens as one ends): shards written speaker by speaker still mix in every batch."""
+    readers = [raw_samples([url], skips) for url in itertools.islice(urls, open_shards)]
+    while readers:
+        pick = rng.randrange(len(readers))
+        sample = next(readers[pick], None)
+        if sample is not None:
+            yield sample
+            continue
+        following = next(urls, None)
+        if following is None:
+            readers.pop(pick)
+        else:
+            readers[pick] = raw_samples([following], skips)
 
 
 def shuffled(items: Iterable[Any], rng: random.Random, buffer: int) -> Iterator[Any]:
@@ -173,11 +215,16 @@ def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
     return batch
 
 
+class NoBatches(RuntimeError):
+    """A training stream that reads sample after sample and never completes a batch."""
+
+
 class Stream(torch.utils.data.IterableDataset):
-    """shards -> split -> shuffle compressed samples -> decode -> [windows] -> shuffle or group -> batch.
+    """shards -> split -> [mix open shards] -> shuffle compressed samples -> decode -> [windows] -> shuffle or
+    group -> batch.
 
     `decode(raw_sample, skips) -> item | None` turns one sample's bytes into {"key", field, "speaker", ...}.
-    Training streams are endless; use `itertools.islice` or the trainer's step count."""
+    Training streams are endless and start at batch index `start`; evaluation streams read every sample once."""
 
     def __init__(
         self,
@@ -192,8 +239,10 @@ class Stream(torch.utils.data.IterableDataset):
         group: str | None = None,
         shuffle_samples: int = 100,
         shuffle_items: int = 1000,
+        open_shards: int = 1,
         seed: int = 0,
         start: int = 0,
+        segment: int = 0,
     ):
         super().__init__()
         if batch_size < 1:
@@ -203,16 +252,38 @@ class Stream(torch.utils.data.IterableDataset):
         self.urls, self.decode, self.field = urls, decode, field
         self.batch_size, self.train, self.window, self.group = batch_size, train, window, group
         self.quantum, self.label_step = quantum, label_step
-        self.shuffle_samples, self.shuffle_items = shuffle_samples, shuffle_items
-        self.seed, self.start = seed, start
+        self.shuffle_samples, self.shuffle_items, self.open_shards = shuffle_samples, shuffle_items, open_shards
+        self.seed, self.start, self.segment = seed, start, segment
+        # A training stream that reads this many samples without completing a batch stops with an error instead
+        # of spinning forever (every utterance shorter than a window, every sample corrupt).
+        self.patience = 4 * (shuffle_samples + shuffle_items + 256 * batch_size) + 1000
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        rng = stream_rng(self.seed, self.start)
+        if not self.train:
+            yield from self.batches(random.Random(self.seed))
+            return
+        _, _, worker, workers = stream_position()
+        index = self.start + worker  # the global batch index of this worker's next batch
+        while True:
+            segment_start = index - index % self.segment if self.segment else 0
+            slot = (index - segment_start) % workers
+            done = (index - segment_start - slot) // workers  # batches of this slot made before `index`
+            pipeline = self.batches(pipeline_rng(self.seed, segment_start, slot))
+            for number, batch in enumerate(pipeline):
+                if number < done:
+                    continue  # fast-forward to a mid-segment start: remake and drop
+                yield batch
+                index += workers
+                if self.segment and index >= segment_start + self.segment:
+                    break
+
+    def batches(self, rng: random.Random) -> Iterator[dict[str, Any]]:
         skips = SkipCounter()
         train = self.train
-        samples = raw_samples(shard_urls(self.urls, train, rng), skips)
+        urls = shard_urls(self.urls, train, rng)
+        samples = interleaved_samples(urls, self.open_shards, rng, skips) if train else raw_samples(urls, skips)
         if train:
-            samples = shuffled(samples, rng, self.shuffle_samples)
+            samples = self.watched(shuffled(samples, rng, self.shuffle_samples), skips)
         items = (item for item in (self.decode(s, skips) for s in samples) if item is not None)
         if self.window is not None:
             items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
@@ -230,6 +301,7 @@ class Stream(torch.utils.data.IterableDataset):
         # still ride along: batch["skipped"] = {reason: (count, first keys)}.
         held = None
         for members in batches:
+            self.fruitless = 0
             batch = collate(members, self.field)
             if held is not None:
                 held["skipped"] = skips.drain()
@@ -239,14 +311,30 @@ class Stream(torch.utils.data.IterableDataset):
             held["skipped"] = skips.drain()
             yield held
 
+    def watched(self, samples: Iterable[dict[str, Any]], skips: SkipCounter) -> Iterator[dict[str, Any]]:
+        """`samples`, raising NoBatches once `patience` of them in a row went by without a batch."""
+        self.fruitless = 0
+        for sample in samples:
+            self.fruitless += 1
+            if self.fruitless > self.patience:
+                shown = ", ".join(self.urls[:3]) + (f" and {len(self.urls) - 3} more" if len(self.urls) > 3 else "")
+                window = f"windows of {self.window} {self.field} steps" if self.window else "batches"
+                raise NoBatches(f"{self.fruitless - 1} samples read from {shown} without one batch of "
+                                f"{self.batch_size} {window}; skipped: {skips.report()}")
+            yield sample
+
 
 def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 2):
-    """A DataLoader over a Stream (batches are made by the stream itself), overlapping loading with compute."""
+    """A DataLoader over a Stream (batches are made by the stream itself), overlapping loading with compute.
+    Workers persist: iterating the loader again (the next validation) reuses them."""
     return torch.utils.data.DataLoader(
         stream,
         batch_size=None,
         num_workers=num_workers,
         pin_memory=pin_memory,
         prefetch_factor=prefetch if num_workers > 0 else None,
-        persistent_workers=False,
+        persistent_workers=num_workers > 0,
+        # Its own generator: starting an iterator draws a base seed, which from the global RNG would shift the
+        # training's random draws (negatives) by whether the loader was created before or after a resume.
+        generator=torch.Generator().manual_seed(0),
     )

@@ -12,19 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from cpc.data.shards import resolve_shards
-from cpc.data.stages import SkipCounter, Stream
+from cpc.data.stages import SkipCounter, Stream, StreamConfig
 
 
 @dataclass
-class VideoDataConfig:
-    shards: str = ""
+class VideoDataConfig(StreamConfig):
     batch_size: int = 16
     window: int = 16  # frames
     shuffle_samples: int = 100
     shuffle_windows: int = 1000
-    num_workers: int = 0
-    seed: int = 0
 
 
 def decode_video(sample: dict[str, Any], skips: SkipCounter) -> dict[str, Any] | None:
@@ -55,19 +51,16 @@ def decode_video(sample: dict[str, Any], skips: SkipCounter) -> dict[str, Any] |
             "targets": {k: int(v) for k, v in meta.get("targets", {}).items()}}
 
 
-def video_stream(config: VideoDataConfig, train: bool, start: int = 0, windows: bool = True) -> Stream:
+def video_stream(config: VideoDataConfig, train: bool, start: int = 0, windows: bool = True,
+                 segment: int = 0) -> Stream:
     """Training: endless shuffled windows of `window` frames. Evaluation: every clip once (windows from frame 0,
     or whole clips when windows=False)."""
     return Stream(
-        resolve_shards(config.shards),
-        decode_video,
+        decode=decode_video,
         field="frames",
-        batch_size=config.batch_size,
-        train=train,
         window=config.window if windows else None,
         quantum=1,
         shuffle_samples=config.shuffle_samples,
         shuffle_items=config.shuffle_windows,
-        seed=config.seed,
-        start=start,
+        **config.stream_args(train, start, segment),
     )

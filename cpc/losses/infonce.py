@@ -49,12 +49,21 @@ def sample_negatives(
     speakers: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Indices (batch, positions, n) into the flattened (batch * frames) frames, drawn uniformly from the pool
-    the policy allows: any frame of the batch, frames of the same sequence, or frames of same-speaker sequences."""
+    the policy allows: any frame of the batch, frames of the same sequence, or frames of same-speaker sequences.
+    `valid` (batch,) 1/0 marks real sequences (lockstep validation pads with zero rows): padding is never a
+    negative of a real sequence."""
     shape = (batch, positions, n)
     frame = torch.randint(0, frames, shape, generator=generator, device=device)
-    if policy == "batch":
+    if valid is not None:
+        valid = valid.to(device=device, dtype=torch.float)
+        # A batch of padding only: draw uniformly (its rows weigh nothing); no host sync to find out.
+        valid = valid + (1 - valid.amax())
+    if policy == "batch" and valid is not None:
+        sequence = torch.multinomial(valid, batch * positions * n, replacement=True, generator=generator).view(shape)
+    elif policy == "batch":
         sequence = torch.randint(0, batch, shape, generator=generator, device=device)
     elif policy == "same_sequence":
         sequence = torch.arange(batch, device=device)[:, None, None].expand(shape)
@@ -63,6 +72,8 @@ def sample_negatives(
             got = None if speakers is None else tuple(speakers.shape)
             raise ValueError(f"policy 'same_speaker' needs one speaker id per sequence, shape ({batch},); got {got}")
         same = (speakers[:, None] == speakers[None, :]).to(device=device, dtype=torch.float)
+        if valid is not None:  # real sequences of the same speaker; a padding row draws from itself
+            same = torch.maximum(same * valid[None, :], torch.eye(batch, device=device))
         sequence = torch.multinomial(same, positions * n, replacement=True, generator=generator).view(shape)
     else:
         raise ValueError(f"unknown negative policy {policy!r}; choose one of {POLICIES}")
@@ -77,9 +88,11 @@ def info_nce(
     scale_by_dim: bool = True,
     exclude_positive: bool = True,
     strategy: str = "auto",
+    weights: torch.Tensor | None = None,
 ) -> InfoNCEOutput:
     """pred (B, T, K, D): row [:, t, k-1] predicts z[:, t+k]; z (B, T, D); negative_idx (B, T-K, N) from
-    `sample_negatives`. Positions t = 0 .. T-K-1 (those with all K futures) are scored."""
+    `sample_negatives`. Positions t = 0 .. T-K-1 (those with all K futures) are scored. `weights` (B,) weigh each
+    sequence in the means (0 leaves padding out)."""
     if pred.dim() != 4 or z.dim() != 3 or pred.shape[0] != z.shape[0] or pred.shape[1] != z.shape[1]:
         raise ValueError(f"info_nce expects pred (B, T, K, D) and z (B, T, D); got {tuple(pred.shape)}, {tuple(z.shape)}")
     batch, frames, steps, dim = pred.shape
@@ -112,9 +125,18 @@ def info_nce(
     losses = torch.logsumexp(logits, dim=-1) - logits[..., 0]  # cross-entropy with the positive at index 0
     # Correct = the positive outscores every other frame; a drawn copy of the positive frame cannot be beaten.
     correct = positive_scores > other_scores.amax(dim=-1)
-    loss_per_step = rearrange(losses, "b p k -> k (b p)").mean(dim=1)
-    accuracy_per_step = rearrange(correct.float(), "b p k -> k (b p)").mean(dim=1)
+    loss_per_step = per_step_mean(losses, weights)
+    accuracy_per_step = per_step_mean(correct.float(), weights)
     return InfoNCEOutput(loss_per_step.mean(), loss_per_step, accuracy_per_step)
+
+
+def per_step_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """values (B, P, K) -> (K,): the mean over sequences and positions, sequences weighted by `weights` (B,)."""
+    if weights is None:
+        return rearrange(values, "b p k -> k (b p)").mean(dim=1)
+    weights = weights.to(values.dtype)
+    total = torch.einsum("bpk,b->k", values, weights)
+    return total / (weights.sum() * values.shape[1]).clamp_min(1e-12)
 
 
 class DenseGatheredScores(torch.autograd.Function):

@@ -27,7 +27,7 @@ class BarlowTwins(ImageMethod):
         super().__init__(config)
         self.projector = mlp((self.backbone.dim, config.proj_hidden, config.proj_hidden, config.proj_dim))
 
-    def losses(self, x1: torch.Tensor, x2: torch.Tensor):
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None = None):
         z1, z2 = self.projector(self.backbone(torch.cat([x1, x2]))).chunk(2)
-        loss, diagonal = barlow_twins_loss(z1, z2, self.config.lambd, self.config.scale)
+        loss, diagonal = barlow_twins_loss(z1, z2, self.config.lambd, self.config.scale, valid)
         return loss, {"barlow": loss.detach(), "diagonal": diagonal}

@@ -34,11 +34,11 @@ class BYOL(ImageMethod):
         # The momentum the next step's EMA uses, logged; a buffer, so checkpoints carry it.
         self.register_buffer("tau", torch.tensor(config.tau_base, dtype=torch.float64))
 
-    def losses(self, x1: torch.Tensor, x2: torch.Tensor):
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None = None):
         p1, p2 = self.predictor(self.online(torch.cat([x1, x2]))).chunk(2)
         with torch.no_grad():
             z1, z2 = self.target(torch.cat([x1, x2])).chunk(2)
-        loss = (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
+        loss = (byol_loss(p1, z2, valid) + byol_loss(p2, z1, valid)) / 2
         return loss, {"byol": loss.detach(), "tau": self.tau.float()}
 
     def momentum_pairs(self):

@@ -91,6 +91,9 @@ class CPCMethod(Method):
             raise ValueError("infonce_weight > 0 needs prediction heads: set model.predictor.kind, or infonce_weight: 0")
         if not self.use_infonce and self.model.regressor is None:
             raise ValueError("nothing to train: infonce_weight is 0 and model.regression_target is 'none'")
+        if not self.use_infonce and self.model.predictor is not None:
+            # Unused by the loss: frozen, so DDP does not wait for gradients that never come.
+            self.model.predictor.requires_grad_(False)
         self.chance = ChanceWatch(
             chance_loss(config.infonce.negatives), config.chance_check_after, config.chance_margin
         )
@@ -109,6 +112,9 @@ class CPCMethod(Method):
                 f"got {x.shape[1]}"
             )
         out = self.model(x)
+        valid = batch.get("valid")  # lockstep validation's padding rows weigh 0
+        if valid is not None and model.cells > 1:
+            valid = valid.repeat_interleave(model.cells)
         loss = out["z"].new_zeros((), dtype=torch.float32)
         logs: dict[str, torch.Tensor] = {}
         if self.use_infonce:
@@ -119,9 +125,10 @@ class CPCMethod(Method):
                 speakers = speakers.repeat_interleave(model.cells)
             negative_idx = sample_negatives(
                 cfg.policy, z.shape[0], z.shape[1], z.shape[1] - model.steps, cfg.negatives,
-                speakers=speakers, device=z.device,
+                speakers=speakers, device=z.device, valid=valid,
             )
-            nce = info_nce(out["pred"], z, negative_idx, cfg.temperature, cfg.scale_by_dim, cfg.exclude_positive)
+            nce = info_nce(out["pred"], z, negative_idx, cfg.temperature, cfg.scale_by_dim, cfg.exclude_positive,
+                           weights=valid)
             loss = loss + self.config.infonce_weight * nce.loss
             self.chance.record(nce.loss)
             logs["infonce"] = nce.loss.detach()
@@ -131,7 +138,7 @@ class CPCMethod(Method):
                 logs[f"accuracy_k{k}"] = step_acc.detach()
         if self.model.regressor is not None:
             regression, _ = predictive_coding_loss(
-                out["regression"], out["regression_target"], self.config.regression_loss
+                out["regression"], out["regression_target"], self.config.regression_loss, weights=valid
             )
             loss = loss + self.config.regression_weight * regression
             logs["regression"] = regression.detach()

@@ -41,11 +41,13 @@ class ImageMethod(Method):
         if views is None or views.dim() != 5 or views.shape[1] != 2:
             shape = None if views is None else tuple(views.shape)
             raise ValueError(f"{type(self).__name__} needs batch['views'] of shape (batch, 2, C, H, W); got {shape}")
-        loss, logs = self.losses(views[:, 0], views[:, 1])
+        loss, logs = self.losses(views[:, 0], views[:, 1], batch.get("valid"))
         logs["loss"] = loss.detach()
         return loss, logs
 
-    def losses(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor,
+               valid: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The two views' loss and logs; `valid` (B,) 1/0 marks real rows (lockstep validation pads batches)."""
         raise NotImplementedError
 
     def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:

@@ -32,15 +32,15 @@ class MoCo(ImageMethod):
         self.register_buffer("queue", unit(torch.randn(config.queue, config.proj_dim)))
         self.register_buffer("queue_pointer", torch.zeros((), dtype=torch.long))
 
-    def losses(self, x1: torch.Tensor, x2: torch.Tensor):
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None = None):
         q1, q2 = self.online(torch.cat([x1, x2])).chunk(2)
         with torch.no_grad():
             k1, k2 = self.target(torch.cat([x1, x2])).chunk(2)
         queue = self.queue.clone()  # enqueue() below rewrites the buffer that backward needs
-        loss, accuracy = moco_infonce(q1, k2, queue, self.config.temperature)
+        loss, accuracy = moco_infonce(q1, k2, queue, self.config.temperature, valid)
         keys = [k2]
         if self.config.symmetric:
-            loss2, accuracy2 = moco_infonce(q2, k1, queue, self.config.temperature)
+            loss2, accuracy2 = moco_infonce(q2, k1, queue, self.config.temperature, valid)
             loss, accuracy = (loss + loss2) / 2, (accuracy + accuracy2) / 2
             keys.append(k1)
         if self.training:

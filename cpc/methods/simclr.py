@@ -21,7 +21,7 @@ class SimCLR(ImageMethod):
         super().__init__(config)
         self.projector = mlp((self.backbone.dim, config.proj_hidden, config.proj_dim))
 
-    def losses(self, x1: torch.Tensor, x2: torch.Tensor):
+    def losses(self, x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None = None):
         z = self.projector(self.backbone(torch.cat([x1, x2])))  # one pass: BN statistics over both views
-        loss, accuracy = nt_xent(*z.chunk(2), self.config.temperature)
+        loss, accuracy = nt_xent(*z.chunk(2), self.config.temperature, valid)
         return loss, {"ntxent": loss.detach(), "accuracy": accuracy}

@@ -1,47 +1,73 @@
-"""torchrun / DDP plumbing: process group from the environment torchrun sets, NCCL on GPUs, gloo on CPU."""
+"""torchrun / DDP plumbing: the process group from the environment torchrun sets (NCCL on GPUs, gloo on CPU) and
+the few collectives the trainer needs beyond DDP's gradient all-reduce."""
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
+DEVICES = ("auto", "cpu", "cuda")
 
-def setup() -> tuple[torch.device, int, int]:
-    """(device, rank, world_size); joins the process group when launched by torchrun with WORLD_SIZE > 1."""
+
+def setup(device: str = "auto", timeout_minutes: float = 30.0) -> tuple[torch.device, int, int]:
+    """(device, rank, world_size); joins the process group when launched by torchrun with WORLD_SIZE > 1. On CUDA
+    each process takes GPU `LOCAL_RANK % device_count()`. `timeout_minutes` bounds how long a collective waits
+    for the slowest rank (a checkpoint write on rank 0 must fit in it)."""
+    if device not in DEVICES:
+        raise ValueError(f"unknown device {device!r}; choose one of {DEVICES}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     world = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+        torch.cuda.set_device(chosen)
     else:
-        device = torch.device("cpu")
+        chosen = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_minutes))
     rank = dist.get_rank() if dist.is_initialized() else 0
-    return device, rank, world
+    return chosen, rank, world
 
 
-def all_true(flag: bool, device: torch.device) -> bool:
-    """True only if `flag` is true on every rank (e.g. "this step's loss is finite")."""
-    if not dist.is_initialized():
-        return flag
-    value = torch.tensor(float(flag), device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MIN)
-    return bool(value.item())
+def active() -> bool:
+    return dist.is_available() and dist.is_initialized()
 
 
-def mean_over_ranks(values: dict[str, float], weight: float, device: torch.device) -> dict[str, float]:
-    """Weighted mean of per-rank averages (weight = how many batches each rank averaged)."""
-    if not dist.is_initialized():
-        return values
-    keys = sorted(values)
-    packed = torch.tensor([values[k] * weight for k in keys] + [weight], device=device, dtype=torch.float64)
-    dist.all_reduce(packed)
-    return {k: (packed[i] / packed[-1]).item() for i, k in enumerate(keys)}
+def sum_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """`values` summed over ranks, in place (no copy to the host)."""
+    if active():
+        dist.all_reduce(values)
+    return values
+
+
+def max_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    if active():
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+    return values
+
+
+def broadcast_object(obj: Any) -> Any:
+    """Rank 0's `obj` on every rank (e.g. the checkpoint rank 0 chose: other nodes may not have the file)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj: Any) -> list[Any]:
+    """Every rank's `obj`, in rank order, on every rank."""
+    if not active():
+        return [obj]
+    boxes = [None] * dist.get_world_size()
+    dist.all_gather_object(boxes, obj)
+    return boxes
 
 
 def teardown() -> None:
-    if dist.is_initialized():
+    if active():
         dist.destroy_process_group()

@@ -28,7 +28,11 @@ class OptimConfig:
 
 class LARS(torch.optim.Optimizer):
     """SGD with momentum and a layer-wise trust ratio (You et al. 2017); groups with weight_decay 0 (biases, norms)
-    skip the trust ratio, as in the SimCLR/BYOL setups."""
+    skip the trust ratio, as in the SimCLR/BYOL setups. No host sync: the trust ratio is chosen with torch.where,
+    and like the fused optimisers it reads the trainer's `found_inf` (skip the step on the device) and a grad
+    scaler's `grad_scale`."""
+
+    _step_supports_amp_scaling = True  # GradScaler hands over grad_scale / found_inf instead of unscaling
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta))
@@ -36,29 +40,39 @@ class LARS(torch.optim.Optimizer):
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
+        grad_scale, found_inf = getattr(self, "grad_scale", None), getattr(self, "found_inf", None)
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                update = p.grad
-                if group["weight_decay"] > 0:
-                    update = update.add(p, alpha=group["weight_decay"])
-                    weight_norm, update_norm = p.norm(), update.norm()
-                    if weight_norm > 0 and update_norm > 0:
-                        update = update * (group["eta"] * weight_norm / update_norm)
-                buffer = self.state[p].setdefault("momentum", torch.zeros_like(p))
-                buffer.mul_(group["momentum"]).add_(update)
-                p.add_(buffer, alpha=-group["lr"])
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            updates = [p.grad if grad_scale is None else p.grad / grad_scale for p in params]
+            if group["weight_decay"] > 0:
+                updates = torch._foreach_add(updates, params, alpha=group["weight_decay"])
+                ratios = [torch.where((w > 0) & (u > 0), group["eta"] * w / u, torch.ones_like(w))
+                          for w, u in zip(torch._foreach_norm(params), torch._foreach_norm(updates))]
+                updates = torch._foreach_mul(updates, ratios)
+            buffers = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
+            moved = torch._foreach_add(torch._foreach_mul(buffers, group["momentum"]), updates)
+            if found_inf is not None:  # a skipped step leaves buffers and weights as they were
+                moved = [torch.where(found_inf > 0, old, new) for old, new in zip(buffers, moved)]
+                torch._foreach_copy_(buffers, moved)
+                steps = [torch.where(found_inf > 0, torch.zeros_like(b), b) for b in buffers]
+            else:
+                torch._foreach_copy_(buffers, moved)
+                steps = buffers
+            torch._foreach_add_(params, steps, alpha=-group["lr"])
         return loss
 
 
 def build_optimiser(param_groups: list[dict], config: OptimConfig) -> torch.optim.Optimizer:
+    """The fused implementations: one kernel per group, and they skip a step on the device when the trainer
+    sets `found_inf` (no host sync per step)."""
     if config.name == "adam":
-        return torch.optim.Adam(param_groups, lr=config.lr, betas=config.betas)
+        return torch.optim.Adam(param_groups, lr=config.lr, betas=config.betas, fused=True)
     if config.name == "adamw":
-        return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas)
+        return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, fused=True)
     if config.name == "sgd":
-        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum)
+        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, fused=True)
     if config.name == "lars":
         return LARS(param_groups, lr=config.lr, momentum=config.momentum)
     raise ValueError(f"unknown optimiser {config.name!r}; choose one of {OPTIMISERS}")

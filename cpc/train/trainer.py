@@ -1,34 +1,46 @@
 """The one trainer: a Method, a data stream and an optimiser config in; checkpoints, logs and curves out.
 
 Step-based. CUDA when present (bf16 autocast, or fp16 with a grad scaler), else CPU fp32. Under torchrun, DDP
-(NCCL on GPUs, gloo on CPU); only rank 0 logs and writes checkpoints. Exact resume: the data stream is restarted
-at every checkpoint with randomness derived from (seed, rank, worker, step), and every rank's RNG states are
-saved, so a run resumed from step n sees exactly the batches and random draws the uninterrupted run saw.
+(NCCL on GPUs, gloo on CPU); rank 0 chooses the checkpoint to resume from and sends it to every rank, logs and
+writes checkpoints. Exact resume: the data stream's randomness restarts at fixed batch positions (see
+cpc.data.stages), and every rank's RNG states are saved, so a run resumed from step n sees exactly the batches
+and random draws the uninterrupted run saw.
+
+No host-device sync per step: a step with non-finite gradients is skipped on the device (the fused optimisers
+take a `found_inf` flag), and the counts are read every `log_every` steps.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
+import math
+import shutil
+import signal
 import time
 import warnings
-from collections import defaultdict
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import torch
-import torch.distributed as dist
 
 from cpc import checkpoint
-from cpc.version import __version__
+from cpc.config import differences
 from cpc.data.stages import SkipCounter
+from cpc.errors import UserError
 from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
+from cpc.train.runlog import RunLog
+from cpc.train.validation import validate
+from cpc.version import __version__
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# Settings a resumed run may change: they do not alter what the run computes step by step.
+RESUMABLE_CHANGES = ("train.steps", "train.out", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
+                     "train.validate_every", "train.validation_batches", "train.progress", "train.compile",
+                     "train.precision", "train.device", "train.malloc_trim_mb", "train.dist_timeout_minutes",
+                     "train.cudnn_benchmark", "train.tf32", "data.num_workers", "data.prefetch", "val_shards")
 
 
 @dataclass
@@ -37,15 +49,28 @@ class TrainConfig:
     out: str = "runs/cpc"
     seed: int = 0
     precision: str = "auto"  # auto: bf16 (or fp16 + grad scaler) on CUDA, fp32 on CPU
+    device: str = "auto"  # auto: CUDA when present, else CPU
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3
     validate_every: int = 0  # 0: no validation
-    validation_batches: int = 50
+    validation_batches: int = 50  # lockstep validation steps; 0: every validation sample
     log_every: int = 10
-    max_bad_steps: int = 10  # consecutive non-finite losses before the run stops
+    max_bad_steps: int = 10  # consecutive steps with non-finite gradients before the run stops
     compile: bool = False  # torch.compile the method's networks
     progress: bool = True
+    sync_batchnorm: bool = False  # image methods under DDP: BatchNorm statistics over the global batch
+    cudnn_benchmark: bool = True  # cuDNN picks the fastest kernels for the (fixed) input shapes
+    tf32: bool = True  # float32 matmuls and convolutions on TF32 tensor cores (Ampere and later)
+    dist_timeout_minutes: float = 30.0  # how long a collective waits (a checkpoint write must fit)
     malloc_trim_mb: float = 0.0  # >0: glibc returns freed memory above this many MB (-0.1 GB peak, -25 % speed)
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the run cleanly after a checkpoint of the current step."""
+
+    def __init__(self, step: int, path: Path | None):
+        super().__init__(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
+        self.step, self.path = step, path
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -62,14 +87,41 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
+def set_backends(config: TrainConfig, device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = config.cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = config.tf32
+        torch.backends.cudnn.allow_tf32 = config.tf32
+
+
+@contextmanager
+def sigint_flag():
+    """Ctrl-C sets flag[0] instead of raising mid-step; the loop stops at a step boundary."""
+    flag = [False]
+
+    def handler(signum, frame):
+        flag[0] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield flag
+        return
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Trainer:
-    """`fit()` trains `method` (a cpc.methods.Method) on batches from `train_data(start_step)` for config.steps
-    optimiser steps."""
+    """`fit()` trains `method` (a cpc.methods.Method) on batches from `train_data(start, segment)` (batch index
+    to start at, batches per randomness segment) for config.steps optimiser steps; `val_data()` gives a loader
+    that is iterated once per validation."""
 
     def __init__(
         self,
         method: torch.nn.Module,
-        train_data: Callable[[int], Iterable[dict[str, Any]]],
+        train_data: Callable[[int, int], Iterable[dict[str, Any]]],
         optim: OptimConfig,
         config: TrainConfig,
         val_data: Callable[[], Iterable[dict[str, Any]]] | None = None,
@@ -79,171 +131,233 @@ class Trainer:
         self.optim_config, self.config, self.run_config = optim, config, run_config or {}
         self.out = Path(config.out)
         self.skips = SkipCounter()
-        self.history: list[tuple[int, str, str, float]] = []
+        self.own: list[Path] = []  # checkpoints of this run (written, or the lineage it resumed from)
 
-    def fit(self, resume: bool = False) -> dict[str, float]:
-        cfg, method = self.config, self.method
-        device, self.rank, world = distributed.setup()
+    def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
+        cfg, method, accumulate = self.config, self.method, self.optim_config.accumulate
+        device, self.rank, self.world = distributed.setup(cfg.device, cfg.dist_timeout_minutes)
         self.device = device
+        if self.rank > 0:
+            warnings.simplefilter("ignore")  # every rank runs the same code: warn once, from rank 0
+        set_backends(cfg, device)
         limit_allocator_slack(cfg.malloc_trim_mb)
+        if cfg.sync_batchnorm and self.world > 1:
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
         method.to(device)
-        model = torch.nn.parallel.DistributedDataParallel(method) if world > 1 else method
-        if cfg.compile:
-            # The networks are compiled, the loss runs eagerly: compiling the whole CPC step (torch 2.14, whose
-            # dynamo graph-breaks at the GRU) returned a loss without an autograd graph. Patching forward keeps
-            # state_dict keys unchanged.
-            for network in method.children():
-                network.forward = torch.compile(network.forward)
-        step_fn = model
         optimiser = build_optimiser(method.param_groups(self.optim_config.weight_decay), self.optim_config)
         schedule = build_schedule(optimiser, cfg.steps, self.optim_config)
         dtype = autocast_dtype(cfg.precision, device)
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         torch.manual_seed(cfg.seed + self.rank)  # distinct random draws per rank (negatives, masks)
-        step = 0
-        if resume and checkpoint.latest(self.out) is not None:
-            step = self.restore(checkpoint.read(self.out), optimiser, schedule, scaler, world)
-        self.csv = self.open_log(resume=step > 0)
-        data = iter(self.train_data(step))
+        state = self.starting_state(resume, overwrite)
+        step, segment = 0, cfg.checkpoint_every * accumulate
+        if state is not None:
+            step, segment = self.restore(state, optimiser, schedule, scaler)
+        model = method
+        if self.world > 1:
+            model = torch.nn.parallel.DistributedDataParallel(
+                method, device_ids=[device] if device.type == "cuda" else None)
+        if cfg.compile:
+            # The networks are compiled, the loss runs eagerly: compiling the whole step (torch 2.14, whose
+            # dynamo graph-breaks at the GRU/LSTM) returned a loss without an autograd graph. Patching forward
+            # keeps state_dict keys unchanged, and DDP's reducer hooks still fire as each network's backward ends.
+            for network in method.children():
+                network.forward = torch.compile(network.forward)
+        self.runlog = RunLog(self.out, step if state is not None else None) if self.rank == 0 else None
+        data = iter(self.train_data(step * accumulate, segment))
+        val_loader = self.val_data() if self.val_data is not None else None
         bar = self.progress_bar(step)
-        bad, last = 0, {}
-        tick, amount = time.perf_counter(), 0.0
-        while step < cfg.steps:
-            losses, logs = [], {}
-            for micro in range(self.optim_config.accumulate):
-                batch = next(data)
-                self.skips.merge(batch.pop("skipped", {}))
-                batch = to_device(batch, device)
-                amount_now, unit = method.throughput(batch)
-                amount += amount_now
-                final_micro = micro == self.optim_config.accumulate - 1
-                with (model.no_sync() if world > 1 and not final_micro else nullcontext()), torch.autocast(
-                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                ):
-                    loss, logs = step_fn(batch)
-                scaler.scale(loss / self.optim_config.accumulate).backward()
-                losses.append(loss.detach())
-            if not distributed.all_true(bool(torch.isfinite(torch.stack(losses)).all()), device):
-                bad += 1
-                optimiser.zero_grad(set_to_none=True)
-                warnings.warn(f"non-finite loss at step {step + 1}: step skipped ({bad} in a row)", RuntimeWarning)
-                if bad >= cfg.max_bad_steps:
-                    raise RuntimeError(f"{bad} non-finite losses in a row at step {step + 1}: stopping the run")
-                continue
-            bad = 0
-            if self.optim_config.grad_clip is not None:
-                scaler.unscale_(optimiser)
-                torch.nn.utils.clip_grad_norm_(method.parameters(), self.optim_config.grad_clip)
-            if scaler.is_enabled():  # fp16 only; a disabled scaler still costs ~0.35 ms a step
-                scaler.step(optimiser)
-                scaler.update()
-            else:
-                optimiser.step()
-            optimiser.zero_grad(set_to_none=True)
-            schedule.step()
-            step += 1
-            method.after_optimiser_step(step)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                elapsed, tick = time.perf_counter() - tick, time.perf_counter()
-                last = {k: float(v) for k, v in logs.items()}
-                last.update(lr=schedule.get_last_lr()[0], **{f"{unit}/s": amount / elapsed})
-                amount = 0.0
-                self.log(step, "train", last)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
-            bar.update(1)
-            if self.val_data is not None and cfg.validate_every and step % cfg.validate_every == 0:
-                self.log(step, "val", self.validate(model, dtype))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-                self.save(step, optimiser, schedule, scaler, world)
-                if step < cfg.steps:
-                    data = iter(self.train_data(step))  # restarted here by every run, resumed or not
+        last: dict[str, float] = {}
+        bad, run, worst = (torch.zeros((), device=device) for _ in range(3))
+        tick, amount, unit = time.perf_counter(), 0.0, "samples"
+        with sigint_flag() as interrupted:
+            while step < cfg.steps:
+                for micro in range(accumulate):
+                    batch = next(data)
+                    self.skips.merge(batch.pop("skipped", {}))
+                    batch = to_device(batch, device)
+                    amount_now, unit = method.throughput(batch)
+                    amount += amount_now
+                    sync = self.world == 1 or micro == accumulate - 1
+                    with (nullcontext() if sync else model.no_sync()), torch.autocast(
+                        device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                    ):
+                        loss, logs = model(batch)
+                    scaler.scale(loss / accumulate).backward()
+                found_inf = self.update(optimiser, scaler)
+                schedule.step()
+                step += 1
+                method.after_optimiser_step(step)
+                bad += found_inf
+                run = (run + found_inf) * found_inf  # consecutive skipped steps
+                worst = torch.maximum(worst, run)
+                stop = interrupted[0]
+                if step % cfg.log_every == 0 or step == cfg.steps or (stop and self.world == 1):
+                    elapsed, tick = time.perf_counter() - tick, time.perf_counter()
+                    last, stop = self.log_train(step, logs, amount / elapsed, unit, schedule, bad, worst, stop)
+                    bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
+                    amount = 0.0
+                    bad.zero_()
+                    worst.copy_(run)
+                bar.update(1)
+                if val_loader is not None and cfg.validate_every and step % cfg.validate_every == 0:
+                    self.log(step, "val", self.validate(val_loader, dtype))
+                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                    path = self.save(step, segment, optimiser, schedule, scaler)
+                    if stop:
+                        bar.close()
+                        self.finish()
+                        raise Interrupted(step, path)
         bar.close()
         self.finish()
         return last
 
-    def validate(self, model, dtype) -> dict[str, float]:
-        """Mean of the method's logs over held-out batches, without touching the training RNG."""
+    def update(self, optimiser, scaler) -> torch.Tensor:
+        """Clip and apply the step unless a gradient is inf or NaN (on any rank: gradients are already
+        all-reduced), decided on the device; returns that flag (0-dim float)."""
+        if scaler.is_enabled():
+            scaler.unscale_(optimiser)
+        grads = [p.grad for p in self.method.parameters() if p.grad is not None]
+        found_inf = torch.zeros((), device=self.device)
+        if grads:
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch.ones((), device=self.device))
+        if self.optim_config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.method.parameters(), self.optim_config.grad_clip, foreach=True)
+        if scaler.is_enabled():  # fp16: the scaler skips on the same gradients' found_inf, then adjusts the scale
+            scaler.step(optimiser)
+            scaler.update()
+        else:
+            optimiser.grad_scale, optimiser.found_inf = None, found_inf  # read by the fused step kernels
+            optimiser.step()
+            del optimiser.grad_scale, optimiser.found_inf
+        optimiser.zero_grad(set_to_none=True)
+        return found_inf
+
+    def log_train(self, step, logs, rate, unit, schedule, bad, worst, stop) -> tuple[dict[str, float], bool]:
+        """The step's logs averaged over ranks, the throughput summed over ranks, the skipped-step counts: one
+        collective and one read from the device. Stops the run after max_bad_steps skipped steps in a row."""
+        names = sorted(logs)
+        values = torch.stack([logs[k].detach().float() for k in names]
+                             + [torch.tensor(rate, device=self.device), bad, worst, torch.tensor(float(stop))])
+        total = distributed.sum_over_ranks(values.to(self.device)).tolist()
+        last = {k: v / self.world for k, v in zip(names, total)}
+        skipped, longest, stop = (round(total[-3] / self.world), round(total[-2] / self.world), total[-1] > 0)
+        last.update(lr=schedule.get_last_lr()[0], **{f"{unit}/s": total[len(names)]})
+        if skipped:
+            last["skipped_steps"] = skipped
+            warnings.warn(f"{skipped} step(s) up to step {step} had non-finite gradients and were skipped "
+                          f"({longest} in a row at most)", RuntimeWarning)
+        if longest >= self.config.max_bad_steps:
+            raise RuntimeError(f"{longest} steps in a row with non-finite gradients by step {step}: stopping the "
+                               f"run (train.max_bad_steps = {self.config.max_bad_steps})")
+        self.log(step, "train", last)
+        return last, stop
+
+    def validate(self, loader, dtype) -> dict[str, float]:
+        """The method's logs over held-out batches (every sample once, weighted by sample), the training RNG
+        untouched."""
         method = self.method
         method.eval()
-        sums, count = defaultdict(float), 0
         devices = [self.device] if self.device.type == "cuda" else []
-        with torch.no_grad(), torch.random.fork_rng(devices=devices), torch.autocast(
+        with torch.random.fork_rng(devices=devices), torch.autocast(
             self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
         ):
-            for batch in itertools.islice(self.val_data(), self.config.validation_batches):
-                batch.pop("skipped", None)
-                _, logs = method.training_step(to_device(batch, self.device))
-                for k, v in logs.items():
-                    sums[k] += float(v)
-                count += 1
+            means, samples = validate(method.training_step, loader, self.device, self.config.validation_batches)
         method.train()
-        means = {k: v / max(count, 1) for k, v in sums.items()}
-        return distributed.mean_over_ranks(means, count, self.device)
+        return {**means, "samples": float(samples)} if means else {}
 
-    def save(self, step, optimiser, schedule, scaler, world) -> None:
-        states = [None] * world
-        if world > 1:
-            dist.all_gather_object(states, checkpoint.rng_states(self.device))
-        else:
-            states = [checkpoint.rng_states(self.device)]
+    def starting_state(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        """The checkpoint to resume from, chosen by rank 0 and sent to every rank (other nodes may not have the
+        file); a fresh run refuses a folder that already holds a run unless told to overwrite it."""
+        state, error = None, None
         if self.rank == 0:
-            exported = self.method.exported
-            state = {
-                "model": self.method.state_dict(),
-                "model_config": checkpoint.model_record(getattr(self.method, exported), prefix=f"{exported}."),
-                "optimiser": optimiser.state_dict(),
-                "scheduler": schedule.state_dict(),
-                "scaler": scaler.state_dict(),
-                "step": step,
-                "epoch": 0,  # step-based training; kept for the common layout
-                "data_start": step,  # the stream restarts at this step (see fit)
-                "rng": states,
-                "config": self.run_config,
-                "version": __version__,
-            }
-            checkpoint.save(state, self.out, step, self.config.keep_checkpoints)
+            try:
+                state = self.choose_checkpoint(resume, overwrite)
+            except UserError as caught:
+                error = str(caught)
+        state, error = distributed.broadcast_object((state, error))
+        if error is not None:
+            raise UserError(error)
+        return state
 
-    def restore(self, state, optimiser, schedule, scaler, world) -> int:
+    def choose_checkpoint(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        for stale in checkpoint.remove_stale_temporaries(self.out):
+            print(f"removed {stale.name}, left by an interrupted checkpoint write")
+        existing = checkpoint.checkpoints(self.out)
+        if not resume:
+            if (existing or (self.out / "log.csv").exists()) and not overwrite:
+                raise UserError(f"run folder {self.out} already holds a run ({len(existing)} checkpoint(s)): "
+                                "continue it with --resume, or start over there with --overwrite (deletes its "
+                                "checkpoints and logs), or choose another train.out")
+            if overwrite:
+                for path in existing + [self.out / "log.csv", self.out / "curves.png"]:
+                    path.unlink(missing_ok=True)
+                shutil.rmtree(self.out / "tensorboard", ignore_errors=True)
+            return None
+        path, state, skipped = checkpoint.newest_readable(self.out)
+        for reason in skipped:
+            warnings.warn(f"skipped a checkpoint that does not read: {reason}", RuntimeWarning)
+        if state is None:
+            if existing:
+                raise UserError(f"no checkpoint in {self.out} reads ({len(existing)} tried): {skipped[0]}")
+            print(f"--resume: no checkpoint in {self.out} yet: starting at step 0")
+            return None
+        self.check_changes(state.get("config", {}), path)
+        self.own = [p for p in existing if int(checkpoint.PATTERN.search(p.name).group(1)) <= state["step"]]
+        print(f"resuming from {path} (step {state['step']})")
+        return state
+
+    def check_changes(self, saved: dict[str, Any], path: Path) -> None:
+        """Refuse settings changed since the checkpoint that would break exact resume; say which others apply."""
+        changes = differences(saved, self.run_config) if saved and self.run_config else []
+        refused = [c for c in changes if not c[0].startswith(RESUMABLE_CHANGES)]
+        if refused:
+            listed = "; ".join(f"{k} {old!r} -> {new!r}" for k, old, new in refused)
+            raise UserError(f"resuming {path} with settings that would break exact resume: {listed}: drop those "
+                            "--set overrides, or start a new run in another train.out")
+        for key, old, new in changes:
+            print(f"resumed with {key} {old!r} -> {new!r}")
+
+    def save(self, step: int, segment: int, optimiser, schedule, scaler) -> Path | None:
+        states = distributed.gather_objects(checkpoint.rng_states(self.device))
+        if self.rank != 0:
+            return None
+        exported = self.method.exported
+        state = {
+            "model": self.method.state_dict(),
+            "model_config": checkpoint.model_record(getattr(self.method, exported), prefix=f"{exported}."),
+            "optimiser": optimiser.state_dict(),
+            "scheduler": schedule.state_dict(),
+            "scaler": scaler.state_dict(),
+            "step": step,
+            "epoch": 0,  # step-based training; kept for the common layout
+            "data_segment": segment,  # batches per randomness segment of the training stream
+            "rng": states,
+            "config": self.run_config,
+            "version": __version__,
+        }
+        path = checkpoint.save(state, self.out, step)
+        self.own = checkpoint.prune(self.out, self.own + [path], self.config.keep_checkpoints)
+        return path
+
+    def restore(self, state, optimiser, schedule, scaler) -> tuple[int, int]:
+        """Weights, optimiser, schedule, scaler and this rank's RNG states; -> (step, data segment)."""
         self.method.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        if len(state["rng"]) == world:
+        if scaler.is_enabled() and state.get("scaler"):  # a run resumed in another precision starts a new scale
+            scaler.load_state_dict(state["scaler"])
+        if len(state["rng"]) == self.world:
             checkpoint.restore_rng(state["rng"][self.rank], self.device)
         else:
-            warnings.warn(f"checkpoint has RNG states for {len(state['rng'])} ranks, this run has {world}: "
+            warnings.warn(f"checkpoint has RNG states for {len(state['rng'])} ranks, this run has {self.world}: "
                           "random draws will differ from the original run", RuntimeWarning)
-        return state["step"]
-
-    def open_log(self, resume: bool):
-        """out/log.csv in long form (step, split, name, value), appended to on resume."""
-        if self.rank != 0:
-            return None
-        self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / "log.csv"
-        fresh = not (resume and path.exists())
-        stream = open(path, "w" if fresh else "a", newline="")
-        writer = csv.writer(stream)
-        if fresh:
-            writer.writerow(["step", "split", "name", "value"])
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self.tensorboard = SummaryWriter(self.out / "tensorboard")
-        except ImportError:
-            self.tensorboard = None
-        return stream, writer
+        accumulate = self.optim_config.accumulate
+        return state["step"], state.get("data_segment", self.config.checkpoint_every * accumulate)
 
     def log(self, step: int, split: str, values: dict[str, float]) -> None:
-        if self.rank != 0:
-            return
-        stream, writer = self.csv
-        for name, value in values.items():
-            writer.writerow([step, split, name, f"{value:.6g}"])
-            self.history.append((step, split, name, value))
-            if self.tensorboard is not None:
-                self.tensorboard.add_scalar(f"{split}/{name}", value, step)
-        stream.flush()
+        if self.rank == 0 and values:
+            self.runlog.write(step, split, values)
 
     def progress_bar(self, step: int):
         from tqdm import tqdm
@@ -253,12 +367,7 @@ class Trainer:
 
     def finish(self) -> None:
         if self.rank == 0:
-            self.csv[0].close()
-            if self.tensorboard is not None:
-                self.tensorboard.close()
-            from cpc.train.curves import plot_curves
-
-            plot_curves(self.out / "log.csv", self.out / "curves.png")
+            self.runlog.close()
             if self.skips.counts:
                 print(f"skipped samples: {self.skips.report()}")
         distributed.teardown()

@@ -13,7 +13,7 @@ def run(tmp_path_factory):
     torch.manual_seed(0)
     out = tmp_path_factory.mktemp("run")
     batches = [{"wav": torch.randn(2, 3200)}]
-    Trainer(CPCMethod(cpc_preset("small")), lambda start: iter(batches), OptimConfig(),
+    Trainer(CPCMethod(cpc_preset("small")), lambda start, segment: iter(batches), OptimConfig(),
             TrainConfig(steps=1, out=str(out), progress=False)).fit()
     return out
 
