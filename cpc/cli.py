@@ -31,17 +31,10 @@ def shards(args: argparse.Namespace) -> None:
 
 def pretrain(args: argparse.Namespace) -> None:
     """Train from a YAML recipe with --set overrides; --resume continues from the newest checkpoint."""
-    from cpc.config import ConfigError
     from cpc.recipe import load_config, pretrain as run
 
-    try:
-        config = load_config(args.recipe, args.set)
-    except ConfigError as error:
-        raise SystemExit(f"cpc pretrain: {error}") from None
-    try:
-        last = run(config, resume=args.resume)
-    except FileNotFoundError as error:
-        raise SystemExit(f"cpc pretrain: {error}") from None
+    config = load_config(args.recipe, args.set)
+    last = run(config, resume=args.resume, overwrite=args.overwrite)
     print(f"done: {config.train.out} (checkpoints, log.csv, curves.png); last logs: "
           + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
 
@@ -53,16 +46,16 @@ def extract(args: argparse.Namespace) -> None:
     import numpy as np
     from tqdm import tqdm
 
-    from cpc.checkpoint import CheckpointError, load
+    from cpc.checkpoint import load
     from cpc.data.ingest import items_from_folder, load_audio
+    from cpc.devices import pick_device
     from cpc.data.labelled import load_utterances
     from cpc.data.shards import npy_bytes, write_shards
     from cpc.eval.features import extract_corpus
 
-    try:
-        model = load(args.checkpoint)
-    except CheckpointError as error:
-        raise SystemExit(f"cpc extract: {error}") from None
+    model = load(args.checkpoint)
+    if not args.int8:  # int8 kernels are CPU kernels
+        model.to(pick_device(args.device))
     rate = model.config.sample_rate
     source = Path(args.input)
     if source.is_dir() and not (source / "index.json").exists():
@@ -126,7 +119,7 @@ def probe(args: argparse.Namespace) -> None:
     results = {}
     for spec in args.features:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
-            features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate)
+            features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate, device=args.device)
         except (ValueError, RuntimeError, CheckpointError) as error:
             raise SystemExit(f"cpc probe: {spec}: {error}") from None
         name = feature_name(spec)
@@ -150,10 +143,37 @@ def probe(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Runs one subcommand. A mistake the user can fix (cpc.errors.UserError, a missing file) prints one line,
+    `cpc <command>: <message>`, and exits 2; Ctrl-C exits 130 with one line; --debug keeps the traceback."""
+    from cpc.errors import Interrupted, UserError
+
+    args = parser().parse_args(argv)
+    try:
+        args.run(args)
+    except (UserError, FileNotFoundError, Interrupted, KeyboardInterrupt) as error:
+        if args.debug:
+            raise
+        message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted (Ctrl-C)"
+        print(f"cpc {args.command}: {message}", file=sys.stderr)
+        raise SystemExit(130 if isinstance(error, (Interrupted, KeyboardInterrupt)) else 2) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    from cpc.devices import DEVICES
     from cpc.models.cpc import CPCModelConfig
 
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
-    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    subcommands = parser.add_subparsers(dest="command", required=True)
+
+    class Commands:  # every subcommand shows its defaults in --help and takes --debug
+        @staticmethod
+        def add_parser(name, **kwargs):
+            return subcommands.add_parser(name, parents=[common], **kwargs,
+                                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    commands = Commands()
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
     p.add_argument("source", help="a folder of audio files, or a TSV manifest with path and speaker columns")
     p.add_argument("out", help="output folder; one sub-folder per --split")
@@ -170,7 +190,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo/cpc.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, dotted for nested keys: --set optim.lr=3e-4")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in train.out")
+    p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in train.out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start over in a train.out that holds a run (deletes its checkpoints and logs)")
     p.set_defaults(run=pretrain)
 
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
@@ -187,6 +209,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--int8", action="store_true",
                    help="run the encoder in int8 (BatchNorm or no-norm encoders, x86 CPU), calibrated on the first "
                         "utterances: fastest on CPU; see README 'int8 extraction' for what it changes")
+    p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when present")
     p.set_defaults(run=extract)
 
     p = commands.add_parser("probe", help="linear phone, speaker or video-clip probes on frozen features")
@@ -206,10 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--out", default="runs/probe")
+    p.add_argument("--out", default="runs/probe", help="folder for the JSON results and confusion PNGs")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where models compute features (auto: CUDA when present)")
     p.set_defaults(run=probe)
-    args = parser.parse_args(argv)
-    args.run(args)
+    return parser
 
 
 if __name__ == "__main__":

@@ -1,7 +1,13 @@
-"""The one error type for mistakes a user can fix: a bad path, config value, file or input. The command line
-prints its message as one line, `cpc <command>: <message>`, and exits with status 2; anything else is a bug and
-keeps its traceback."""
+"""What the command line turns into one line instead of a traceback.
+
+UserError: a mistake the user can fix (a bad path, config value, file or input); printed as
+`cpc <command>: <message>`, exit status 2. Interrupted: a run stopped cleanly by Ctrl-C after saving its state; exit
+status 130. Anything else is a bug and keeps its traceback."""
 
 
 class UserError(Exception):
     """Something the user can fix; the message names it, where it is, and how to fix it."""
+
+
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the work cleanly; the message says what was saved and how to continue."""

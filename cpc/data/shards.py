@@ -20,9 +20,18 @@ import webdataset as wds
 
 from cpc.data.ingest import AudioItem, load_audio
 from cpc.data.labels import fit_labels, frame_samples, safe_key
+from cpc.errors import UserError
 
 INDEX_NAME = "index.json"
 INDEX_FORMAT = "cpc-shards/1"
+
+
+class ShardError(UserError, ValueError):
+    """Shards named that are not cpc shards or hold nothing."""
+
+
+class MissingShards(UserError, FileNotFoundError):
+    """Shard files or folders named that do not exist."""
 
 
 def encode_flac(audio: np.ndarray, sample_rate: int) -> bytes:
@@ -157,12 +166,12 @@ def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
         path = Path(spec)
         if path.is_dir():
             if not (path / INDEX_NAME).exists():
-                raise FileNotFoundError(f"shard folder {path} has no {INDEX_NAME}; pass the shard files instead")
+                raise MissingShards(f"shard folder {path} has no {INDEX_NAME}; pass the shard files instead")
             path = path / INDEX_NAME
         if path.name.endswith(".json") and path.exists():
             index = json.loads(path.read_text())
             if index.get("format") != INDEX_FORMAT:
-                raise ValueError(f"{path} is not a cpc shard index (format {index.get('format')!r})")
+                raise ShardError(f"{path} is not a cpc shard index (format {index.get('format')!r})")
             urls = [u["url"] if "://" in u["url"] or u["url"].startswith(("/", "pipe:")) else str(path.parent / u["url"])
                     for u in index["shards"]]
         else:
@@ -170,10 +179,10 @@ def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
 
             urls = list(braceexpand.braceexpand(spec))
     if not urls:
-        raise ValueError(f"no shards in {spec!r}")
+        raise ShardError(f"no shards in {spec!r}")
     missing = [u for u in urls if "://" not in u and not u.startswith("pipe:") and not Path(u).exists()]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} shard(s) not found, first: {missing[0]}")
+        raise MissingShards(f"{len(missing)} shard(s) not found, first: {missing[0]}")
     return urls
 
 

@@ -25,6 +25,7 @@ import webdataset as wds
 from torch.nn.utils.rnn import pad_sequence
 
 from cpc.data.shards import resolve_shards
+from cpc.errors import UserError
 
 
 @dataclass
@@ -215,7 +216,7 @@ def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
     return batch
 
 
-class NoBatches(RuntimeError):
+class NoBatches(UserError):
     """A training stream that reads sample after sample and never completes a batch."""
 
 

@@ -18,6 +18,7 @@ import torch
 from cpc import checkpoint
 from cpc.config import to_dict
 from cpc.data.labels import frame_samples
+from cpc.devices import pick_device
 from cpc.eval.baselines import BASELINES, baseline_frames
 from cpc.methods.cpc import cpc_preset
 from cpc.models.cpc import CPCModel, CPCModelConfig
@@ -54,9 +55,11 @@ def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
     return model
 
 
-def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_rate: int | None = None) -> Featurizer:
+def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_rate: int | None = None,
+               device: str = "auto") -> Featurizer:
     """A Featurizer for `spec` (see the module docstring). Baselines compute at `sample_rate` (default: the model
-    config's default); a model refuses a `sample_rate` other than its own. `calibration`: waveforms for int8."""
+    config's default); a model refuses a `sample_rate` other than its own and runs on `device` (auto: CUDA when
+    present; int8 models stay on the CPU), returning CPU tensors. `calibration`: waveforms for int8."""
     if spec in BASELINES:
         rate = sample_rate or CPCModelConfig.sample_rate
         frames = baseline_frames(spec, rate, frame_samples(rate))
@@ -65,7 +68,9 @@ def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_r
     rate = model.config.sample_rate if isinstance(model, CPCModel) and not model.video else None
     if sample_rate is not None and rate is not None and rate != sample_rate:
         raise ValueError(f"{spec}: the model takes {rate} Hz audio; the data is {sample_rate} Hz")
-    return Featurizer(lambda inputs: model.features(inputs, layer), rate)
+    if not spec.startswith("int8:"):
+        model.to(pick_device(device))
+    return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate)
 
 
 def feature_name(spec: str) -> str:

@@ -10,23 +10,16 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-DEVICES = ("auto", "cpu", "cuda")
-
+from cpc.devices import pick_device
 
 def setup(device: str = "auto", timeout_minutes: float = 30.0) -> tuple[torch.device, int, int]:
     """(device, rank, world_size); joins the process group when launched by torchrun with WORLD_SIZE > 1. On CUDA
     each process takes GPU `LOCAL_RANK % device_count()`. `timeout_minutes` bounds how long a collective waits
     for the slowest rank (a checkpoint write on rank 0 must fit in it)."""
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}; choose one of {DEVICES}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("train.device is 'cuda' but no CUDA device is visible; use 'auto' or 'cpu'")
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
-        chosen = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)) % torch.cuda.device_count())
+    chosen = pick_device(device)
+    if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
-    else:
-        chosen = torch.device("cpu")
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_minutes))
     rank = dist.get_rank() if dist.is_initialized() else 0

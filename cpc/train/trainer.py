@@ -27,7 +27,7 @@ import torch
 from cpc import checkpoint
 from cpc.config import differences
 from cpc.data.stages import SkipCounter
-from cpc.errors import UserError
+from cpc.errors import Interrupted, UserError
 from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
@@ -65,12 +65,8 @@ class TrainConfig:
     malloc_trim_mb: float = 0.0  # >0: glibc returns freed memory above this many MB (-0.1 GB peak, -25 % speed)
 
 
-class Interrupted(Exception):
-    """Ctrl-C (SIGINT) stopped the run cleanly after a checkpoint of the current step."""
-
-    def __init__(self, step: int, path: Path | None):
-        super().__init__(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
-        self.step, self.path = step, path
+def interrupted_at(step: int, path: Path | None) -> Interrupted:
+    return Interrupted(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -207,7 +203,7 @@ class Trainer:
                     if stop:
                         bar.close()
                         self.finish()
-                        raise Interrupted(step, path)
+                        raise interrupted_at(step, path)
         bar.close()
         self.finish()
         return last
