@@ -41,7 +41,7 @@ def trained_run(tmp_path: Path, steps: int = 2) -> Path:
     method = CPCMethod(cpc_preset("small"))
     batches = [{"wav": torch.randn(2, 3200)} for _ in range(steps)]
     out = tmp_path / "run"
-    config = TrainConfig(steps=steps, out=str(out), checkpoint_every=steps, progress=False)
+    config = TrainConfig(steps=steps, out=str(out), checkpoint_every=steps, progress=False, device="cpu")
     Trainer(method, lambda start, segment: iter(batches[start:]), OptimConfig(), config).fit()
     return out
 

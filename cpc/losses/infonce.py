@@ -135,6 +135,7 @@ def per_step_mean(values: torch.Tensor, weights: torch.Tensor | None = None) -> 
     if weights is None:
         return rearrange(values, "b p k -> k (b p)").mean(dim=1)
     weights = weights.to(values.dtype)
+    values = torch.where(weights[:, None, None] > 0, values, 0)  # padding rows may hold anything, even NaN
     total = torch.einsum("bpk,b->k", values, weights)
     return total / (weights.sum() * values.shape[1]).clamp_min(1e-12)
 

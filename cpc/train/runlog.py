@@ -18,8 +18,8 @@ class RunLog:
         self.path, self.png = out / "log.csv", out / "curves.png"
         kept = []
         if resumed_step is not None and self.path.exists():
-            with open(self.path, newline="") as stream:
-                kept = [row for row in csv.DictReader(stream) if int(row["step"]) <= resumed_step]
+            with open(self.path, newline="", errors="replace") as stream:
+                kept = [row for row in csv.DictReader(stream) if complete(row) and int(row["step"]) <= resumed_step]
         self.stream = open(self.path, "w", newline="")
         self.writer = csv.writer(self.stream)
         self.writer.writerow(HEADER)
@@ -45,3 +45,8 @@ class RunLog:
             self.tensorboard.close()
         if plot:
             plot_curves(self.path, self.png)
+
+
+def complete(row: dict[str, str | None]) -> bool:
+    """A whole row: a process killed mid-write leaves a cut (or zero-filled) last line."""
+    return row.get("value") is not None and (row.get("step") or "").isdigit() and "\x00" not in row["value"]

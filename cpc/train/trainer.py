@@ -144,6 +144,7 @@ class Trainer:
         schedule = build_schedule(optimiser, cfg.steps, self.optim_config)
         dtype = autocast_dtype(cfg.precision, device)
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        self.scaled = scaler.is_enabled()
         torch.manual_seed(cfg.seed + self.rank)  # distinct random draws per rank (negatives, masks)
         state = self.starting_state(resume, overwrite)
         step, segment = 0, cfg.checkpoint_every * accumulate
@@ -241,8 +242,9 @@ class Trainer:
         last.update(lr=schedule.get_last_lr()[0], **{f"{unit}/s": total[len(names)]})
         if skipped:
             last["skipped_steps"] = skipped
+            fp16 = " (fp16: the grad scaler halves its scale after each; a few early on are normal)"
             warnings.warn(f"{skipped} step(s) up to step {step} had non-finite gradients and were skipped "
-                          f"({longest} in a row at most)", RuntimeWarning)
+                          f"({longest} in a row at most){fp16 if self.scaled else ''}", RuntimeWarning)
         if longest >= self.config.max_bad_steps:
             raise RuntimeError(f"{longest} steps in a row with non-finite gradients by step {step}: stopping the "
                                f"run (train.max_bad_steps = {self.config.max_bad_steps})")

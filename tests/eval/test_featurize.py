@@ -14,7 +14,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
     batches = [{"wav": torch.randn(2, 3200)}]
     Trainer(CPCMethod(cpc_preset("small")), lambda start, segment: iter(batches), OptimConfig(),
-            TrainConfig(steps=1, out=str(out), progress=False)).fit()
+            TrainConfig(steps=1, out=str(out), progress=False, device="cpu")).fit()
     return out
 
 

@@ -20,7 +20,7 @@ def batches(count, batch=8, seed=0):
 
 
 def fit(method, data, out, steps, accumulate=1, resume=False):
-    config = TrainConfig(steps=steps, out=str(out), checkpoint_every=2, log_every=1, progress=False,
+    config = TrainConfig(steps=steps, out=str(out), checkpoint_every=2, log_every=1, progress=False, device="cpu",
                          validate_every=0)
     trainer = Trainer(method, lambda start, segment: iter(data[start:]), OptimConfig(lr=1e-2, accumulate=accumulate),
                       config)
