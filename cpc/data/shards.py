@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -203,6 +204,10 @@ def write_splits(
     indexes = {}
     for name, members in chosen.items():
         errors: dict[str, list[str]] = {}
+        # Written in a seeded random order, not speaker by speaker: a shard then holds many speakers, and so does
+        # every training batch read from a few shards (batch negatives are not mostly same-speaker ones).
+        members = sorted(members, key=lambda item: item.key)
+        random.Random(f"cpc-shards/{name}").shuffle(members)
         samples = audio_samples(members, sample_rate, max_seconds, alignments, errors)
         index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes)
         print(f"{name or 'shards'}: {index['samples']} samples, {index['seconds'] / 3600:.2f} h "

@@ -21,7 +21,11 @@ POLICIES = ("batch", "same_sequence", "same_speaker")
 STRATEGIES = ("auto", "dense", "gather")
 # Dense scoring does (frames in batch / N) times the multiply-adds of the gather, but as one GEMM it stays faster
 # up to about this ratio (measured on 2 CPU cores: 168 ms dense vs 199 ms gather at ratio 8, forward + backward).
-DENSE_POOL_RATIO = 8
+# On a GPU the GEMMs are far cheaper than the gather's (batch, positions, N, dim) tensor (1-4 GB at batch
+# 64-256), so dense scoring pays longer, in larger blocks. The CUDA values are a first setting, not yet measured:
+# tools/gpu_check.py times both paths.
+DENSE_POOL_RATIO = {"cpu": 8, "cuda": 64}
+BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}  # scores per block: 8 MB of fp32 on CPU, 256 MB on a GPU
 
 
 @dataclass
@@ -157,7 +161,7 @@ class DenseGatheredScores(torch.autograd.Function):
         ctx.save_for_backward(rows, frames, index)
         ctx.pred_shape = pred.shape
         blocks = [torch.gather(rows[block] @ frames.T, 1, expand_rows(index, block, steps))
-                  for block in row_blocks(rows.shape[0], frames.shape[0], steps)]
+                  for block in row_blocks(rows.shape[0], frames.shape[0], steps, rows.device)]
         return torch.cat(blocks).view(*pred.shape[:3], -1)
 
     @staticmethod
@@ -167,21 +171,21 @@ class DenseGatheredScores(torch.autograd.Function):
         grad_scores = grad_scores.reshape(rows.shape[0], -1)
         frames_ = frames.to(grad_scores.dtype)
         grad_rows = torch.empty_like(rows, dtype=grad_scores.dtype)
-        grad_frames = torch.zeros_like(frames, dtype=grad_scores.dtype)
-        for block in row_blocks(rows.shape[0], frames.shape[0], steps):
+        # Summed over every block: float32, or bf16/fp16 blocks would lose the small ones.
+        grad_frames = torch.zeros_like(frames, dtype=torch.float32)
+        for block in row_blocks(rows.shape[0], frames.shape[0], steps, rows.device):
             grad_every = grad_scores.new_zeros(block.stop - block.start, frames.shape[0])
             grad_every.scatter_add_(1, expand_rows(index, block, steps), grad_scores[block])
             torch.mm(grad_every, frames_, out=grad_rows[block])
-            grad_frames.addmm_(grad_every.T, rows[block].to(grad_every.dtype))
+            grad_frames += grad_every.T @ rows[block].to(grad_every.dtype)
         return grad_rows.view(ctx.pred_shape).to(rows.dtype), grad_frames.to(frames.dtype), None
 
 
-BLOCK_ELEMENTS = 1 << 21  # 8 MB of fp32 scores at a time: small enough to stay out of the peak, GEMMs stay large
-
-
-def row_blocks(rows: int, pool: int, multiple: int) -> list[slice]:
-    """Slices of about BLOCK_ELEMENTS / pool rows, each a whole number of `multiple`-row groups."""
-    step = max(1, BLOCK_ELEMENTS // pool // multiple) * multiple
+def row_blocks(rows: int, pool: int, multiple: int, device: torch.device) -> list[slice]:
+    """Slices of about BLOCK_ELEMENTS / pool rows (small enough to stay out of the memory peak, large enough
+    for fast GEMMs), each a whole number of `multiple`-row groups."""
+    elements = BLOCK_ELEMENTS.get(device.type, BLOCK_ELEMENTS["cpu"])
+    step = max(1, elements // pool // multiple) * multiple
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
@@ -194,8 +198,12 @@ def score_negatives(pred: torch.Tensor, frames: torch.Tensor, negative_idx: torc
     """pred (B, P, K, D), frames (pool, D), negative_idx (B, P, N) into frames -> scores (B, P, K, N)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown InfoNCE strategy {strategy!r}; choose one of {STRATEGIES}")
+    # Cast once, first: under autocast pred is bf16/fp16 while a channel-norm encoder's frames are float32, and
+    # the gather's (B, P, N, D) copy (or every dense block's GEMM) would otherwise hold or cast float32 frames.
+    frames = frames.to(pred.dtype)
     n = negative_idx.shape[2]
-    if strategy == "dense" or (strategy == "auto" and frames.shape[0] <= DENSE_POOL_RATIO * n):
+    ratio = DENSE_POOL_RATIO.get(frames.device.type, DENSE_POOL_RATIO["cpu"])
+    if strategy == "dense" or (strategy == "auto" and frames.shape[0] <= ratio * n):
         return DenseGatheredScores.apply(pred, frames, negative_idx)
     negatives = frames.index_select(0, negative_idx.reshape(-1)).view(*negative_idx.shape, -1)
     return torch.einsum("bpkd,bpnd->bpkn", pred, negatives)

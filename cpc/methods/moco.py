@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cpc.losses.collectives import gather_no_grad
+from cpc.losses.collectives import gather_no_grad, world
 from cpc.losses.moco import moco_infonce
 from cpc.losses.ntxent import unit
 from cpc.methods.base import momentum_copy
@@ -35,7 +35,7 @@ class MoCo(ImageMethod):
     def losses(self, x1: torch.Tensor, x2: torch.Tensor, valid: torch.Tensor | None = None):
         q1, q2 = self.online(torch.cat([x1, x2])).chunk(2)
         with torch.no_grad():
-            k1, k2 = self.target(torch.cat([x1, x2])).chunk(2)
+            k1, k2 = shuffled_bn_keys(self.target, torch.cat([x1, x2])).chunk(2)
         queue = self.queue.clone()  # enqueue() below rewrites the buffer that backward needs
         loss, accuracy = moco_infonce(q1, k2, queue, self.config.temperature, valid)
         keys = [k2]
@@ -60,3 +60,21 @@ class MoCo(ImageMethod):
 
     def momentum(self, step: int) -> float:
         return self.config.momentum
+
+
+def shuffled_bn_keys(encoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """encoder(x) for the keys, with shuffled BatchNorm under DDP (He et al. 2020): each rank encodes a random
+    slice of the global batch, so a query and its key never share per-rank BatchNorm statistics (that would let
+    the model find its key through them). One process, or SyncBatchNorm: plain encoder(x)."""
+    rank, size = world()
+    synced = any(isinstance(m, nn.SyncBatchNorm) for m in encoder.modules())
+    if size == 1 or synced or not encoder.training:
+        return encoder(x)
+    everything = gather_no_grad(x)
+    order = torch.randperm(len(everything), device=x.device)
+    torch.distributed.broadcast(order, src=0)  # the same permutation on every rank
+    mine = order.view(size, -1)[rank]
+    keys = gather_no_grad(encoder(everything[mine]))  # keys[i] belongs to row order[i]
+    restored = torch.empty_like(keys)
+    restored[order] = keys
+    return restored.view(size, -1, *keys.shape[1:])[rank]

@@ -141,7 +141,7 @@ class ConvEncoder(nn.Module):
         layers = []
         for conv, norm in zip(self.layers[0::3], self.layers[1::3]):
             weight, bias = conv.weight, conv.bias
-            if isinstance(norm, nn.BatchNorm2d):
+            if isinstance(norm, nn.modules.batchnorm._BatchNorm):  # SyncBatchNorm too
                 weight, bias = fuse_conv_bn_weights(weight, bias, norm.running_mean, norm.running_var, norm.eps,
                                                     norm.weight, norm.bias)
             layers.append((weight, bias, conv.stride))
@@ -157,7 +157,9 @@ def recomputable(layers: nn.Sequential):
         nonlocal calls
         calls += 1
         for layer in layers:
-            if calls > 1 and isinstance(layer, nn.BatchNorm2d):  # copies of the statistics take the second update
+            if calls > 1 and isinstance(layer, nn.SyncBatchNorm):  # the same global statistics, running ones kept
+                x = without_running_update(layer, x)
+            elif calls > 1 and isinstance(layer, nn.modules.batchnorm._BatchNorm):  # copies take the second update
                 x = nn.functional.batch_norm(x, layer.running_mean.clone(), layer.running_var.clone(), layer.weight,
                                              layer.bias, True, layer.momentum, layer.eps)
             else:
@@ -165,6 +167,18 @@ def recomputable(layers: nn.Sequential):
         return x
 
     return run
+
+
+def without_running_update(norm: nn.SyncBatchNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` in training mode (statistics over every rank's batch) with its running statistics and batch
+    count left as they were: momentum 0 keeps the running averages."""
+    momentum, tracked = norm.momentum, norm.num_batches_tracked.clone()
+    norm.momentum = 0.0
+    try:
+        return norm(x)
+    finally:
+        norm.momentum = momentum
+        norm.num_batches_tracked.copy_(tracked)
 
 
 def standardize(wav: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

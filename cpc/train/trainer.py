@@ -138,7 +138,11 @@ class Trainer:
         set_backends(cfg, device)
         limit_allocator_slack(cfg.malloc_trim_mb)
         if cfg.sync_batchnorm and self.world > 1:
-            torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+            if device.type != "cuda":
+                raise UserError("train.sync_batchnorm needs GPUs (torch's SyncBatchNorm trains on CUDA only); "
+                                "set train.sync_batchnorm=false on the CPU")
+            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+            self.method = method
         method.to(device)
         optimiser = build_optimiser(method.param_groups(self.optim_config.weight_decay), self.optim_config)
         schedule = build_schedule(optimiser, cfg.steps, self.optim_config)

@@ -102,3 +102,25 @@ def test_writes_through_any_url_webdataset_opens(tmp_path, corpus):
 def read_back_files(paths):
     stream = audio_stream(AudioDataConfig(shards=[str(p) for p in paths], batch_size=1), train=False, windows=False, sample_rate=16000, hop=160)
     return [b["key"][0] for b in stream]
+
+
+def test_splits_are_written_in_a_seeded_order_that_mixes_speakers(tmp_path, capsys):
+    """Items arrive speaker by speaker (sorted folders); shards hold them in a fixed random order instead."""
+    from cpc.data.shards import write_splits
+
+    speakers = [f"spk{s}" for s in range(4) for _ in range(6)]
+    items = []
+    for number, speaker in enumerate(speakers):
+        path = tmp_path / "wav" / f"{number}.wav"
+        path.parent.mkdir(exist_ok=True)
+        sf.write(path, np.zeros(1600, dtype=np.float32), 16000, subtype="PCM_16")
+        items.append(AudioItem(str(path), speaker, f"{speaker}_{number:02d}"))
+    orders = []
+    for run in ("a", "b"):
+        write_splits(items, tmp_path / run, sample_rate=16000)
+        stream = audio_stream(AudioDataConfig(shards=str(tmp_path / run), batch_size=1), train=False, windows=False,
+                              sample_rate=16000, hop=160)
+        orders.append([b["speaker_name"][0] for b in stream])
+    assert orders[0] == orders[1] and sorted(orders[0]) == sorted(speakers)  # deterministic, nothing lost
+    changes = sum(a != b for a, b in zip(orders[0], orders[0][1:]))
+    assert changes >= 12, orders[0]  # speaker by speaker would change 3 times

@@ -53,7 +53,7 @@ def test_matches_reference(policy, exclude_positive, temperature, scale_by_dim, 
 @pytest.mark.parametrize("strategy, block_elements", [("dense", 1 << 21), ("dense", 40), ("gather", None)])
 def test_gradients_match_reference(strategy, block_elements, monkeypatch):
     if block_elements:  # 40 elements = 2 rows of the 16-frame pool: many blocks, each a whole position's K rows
-        monkeypatch.setattr(infonce, "BLOCK_ELEMENTS", block_elements)
+        monkeypatch.setitem(infonce.BLOCK_ELEMENTS, "cpu", block_elements)
     g = torch.Generator().manual_seed(2)
     pred = torch.randn(2, 8, 2, 4, generator=g, requires_grad=True)
     z = torch.randn(2, 8, 4, generator=g, requires_grad=True)
@@ -123,3 +123,24 @@ def test_bad_inputs():
         info_nce(torch.randn(1, 5, 2, 4), torch.randn(1, 5, 4), torch.zeros(1, 3, 2, dtype=torch.long), strategy="fast")
     with pytest.raises(ValueError, match="unknown negative policy 'speaker'"):
         sample_negatives("speaker", 3, 10, 5, 4)
+
+
+@pytest.mark.parametrize("policy", ["batch", "same_speaker"])
+def test_padding_rows_are_never_negatives_and_weigh_nothing(policy):
+    """Lockstep validation pads a short batch with zero rows marked invalid: the loss over the padded batch equals
+    the loss over its real rows alone."""
+    g = torch.Generator().manual_seed(4)
+    batch, frames, steps, dim, n = 4, 9, 2, 5, 50
+    pred = torch.randn(batch, frames, steps, dim, generator=g)
+    z = torch.randn(batch, frames, dim, generator=g)
+    valid = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    speakers = torch.tensor([3, 3, 5, 0])
+    idx = sample_negatives(policy, batch, frames, frames - steps, n, speakers=speakers, generator=g, valid=valid)
+    assert (idx[:3] // frames < 3).all()  # real rows draw only real sequences
+    padded = info_nce(pred, z, idx, weights=valid)
+    alone = info_nce(pred[:3], z[:3], idx[:3])
+    assert torch.allclose(padded.loss_per_step, alone.loss_per_step, atol=1e-6)
+    assert torch.allclose(padded.accuracy_per_step, alone.accuracy_per_step)
+    only_padding = sample_negatives(policy, batch, frames, frames - steps, n, speakers=speakers, generator=g,
+                                    valid=torch.zeros(batch))
+    assert only_padding.shape == (batch, frames - steps, n)  # a rank with no data left still takes part

@@ -155,3 +155,44 @@ def test_every_method_learns_knn_above_random_init(cls, config, digits):
         method.after_optimiser_step(step)
     after = knn()
     assert after > before + 0.03, (before, after)
+
+
+class RecordingLinear(torch.nn.Linear):
+    """A row-wise encoder that remembers which rows it was given together."""
+
+    def forward(self, x):
+        self.seen = x.detach().clone()
+        return super().forward(x)
+
+
+def shuffle_worker(rank, world, port, results):
+    import os
+
+    import torch.distributed as dist
+
+    from cpc.methods.moco import shuffled_bn_keys
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)  # the same encoder on both ranks
+    encoder = RecordingLinear(3, 2)
+    x = torch.arange(12.0).view(4, 3) + 100 * rank  # rank-tagged rows
+    keys = shuffled_bn_keys(encoder, x)
+    results[f"seen{rank}"] = encoder.seen[:, 0].tolist()  # the rows this rank's encoder call was given
+    results[rank] = (keys, encoder(x).detach())
+    dist.destroy_process_group()
+
+
+def test_moco_keys_under_ddp_come_from_a_shuffled_global_batch_and_return_in_order():
+    import os
+
+    import torch.multiprocessing as mp
+
+    results = mp.Manager().dict()
+    mp.spawn(shuffle_worker, args=(2, 29900 + os.getpid() % 90, results), nprocs=2, join=True)
+    for rank in (0, 1):
+        keys, direct = results[rank]
+        assert torch.allclose(keys, direct, atol=1e-6)  # every key back at its own row
+    seen = results["seen0"] + results["seen1"]
+    assert sorted(seen) == sorted([0.0, 3.0, 6.0, 9.0, 100.0, 103.0, 106.0, 109.0])  # each row encoded once
+    assert any(v >= 100 for v in results["seen0"]) or any(v < 100 for v in results["seen1"])  # mixed across ranks
