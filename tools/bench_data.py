@@ -156,11 +156,14 @@ def main() -> None:
         build_corpus(Path(tmp), args.utterances)
         print(f"{args.utterances} recordings of 20 s (FLAC), batches of 8 x {WINDOW} samples, "
               f"{args.batches} batches after 200 warm-up batches; CPU of the main process and its workers")
-        print(f"{'reader':<10} {'workers':>7} {'window-audio-s per CPU-s':>26} {'per wall-s':>11}")
+        print(f"{'reader':<10} {'workers':>7} {'window-audio-s per CPU-s':>26} {'vs 0 workers':>13} "
+              f"{'per wall-s':>11}")
         for kind in ("shards", "per-file"):
             for workers in (0, 1, 2):
                 r = run(args, "--child", kind, "--workers", str(workers), "--batches", str(args.batches))
-                print(f"{kind:<10} {workers:>7} {r['per_cpu_s']:>26.0f} {r['per_wall_s']:>11.0f}")
+                in_process = r["per_cpu_s"] if workers == 0 else in_process
+                print(f"{kind:<10} {workers:>7} {r['per_cpu_s']:>26.0f} {r['per_cpu_s'] / in_process:>12.2f}x "
+                      f"{r['per_wall_s']:>11.0f}")
         one, ten = run(args, "--child", "peak", "--shards", "shards"), run(args, "--child", "peak", "--shards", "shards10")
         print(f"reader peak RSS over the whole corpus (evaluation pass): {one['audio_h']:.2f} h -> "
               f"{one['peak_rss_MB']:.0f} MB; 10x ({ten['audio_h']:.2f} h) -> {ten['peak_rss_MB']:.0f} MB "

@@ -12,6 +12,9 @@ import torch.distributed as dist
 
 from cpc.devices import pick_device
 
+_owned = False  # setup() made the process group, so teardown() ends it
+
+
 def setup(device: str = "auto", timeout_minutes: float = 30.0) -> tuple[torch.device, int, int]:
     """(device, rank, world_size); joins the process group when launched by torchrun with WORLD_SIZE > 1. On CUDA
     each process takes GPU `LOCAL_RANK % device_count()`. `timeout_minutes` bounds how long a collective waits
@@ -20,10 +23,13 @@ def setup(device: str = "auto", timeout_minutes: float = 30.0) -> tuple[torch.de
     chosen = pick_device(device)
     if chosen.type == "cuda":
         torch.cuda.set_device(chosen)
+    global _owned
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_minutes))
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    return chosen, rank, world
+        _owned = True
+    if dist.is_initialized():  # possibly made by the caller, at any world size
+        return chosen, dist.get_rank(), dist.get_world_size()
+    return chosen, 0, world
 
 
 def active() -> bool:
@@ -62,5 +68,8 @@ def gather_objects(obj: Any) -> list[Any]:
 
 
 def teardown() -> None:
-    if active():
+    """Leaves the process group setup() joined; one the caller made stays theirs."""
+    global _owned
+    if active() and _owned:
         dist.destroy_process_group()
+    _owned = False

@@ -133,11 +133,12 @@ class Trainer:
         cfg, method, accumulate = self.config, self.method, self.optim_config.accumulate
         device, self.rank, self.world = distributed.setup(cfg.device, cfg.dist_timeout_minutes)
         self.device = device
+        multi = distributed.active()  # DDP whenever a process group exists (also at world 1, e.g. to test it)
         if self.rank > 0:
             warnings.simplefilter("ignore")  # every rank runs the same code: warn once, from rank 0
         set_backends(cfg, device)
         limit_allocator_slack(cfg.malloc_trim_mb)
-        if cfg.sync_batchnorm and self.world > 1:
+        if cfg.sync_batchnorm and multi:
             if device.type != "cuda":
                 raise UserError("train.sync_batchnorm needs GPUs (torch's SyncBatchNorm trains on CUDA only); "
                                 "set train.sync_batchnorm=false on the CPU")
@@ -155,7 +156,7 @@ class Trainer:
         if state is not None:
             step, segment = self.restore(state, optimiser, schedule, scaler)
         model = method
-        if self.world > 1:
+        if multi:
             model = torch.nn.parallel.DistributedDataParallel(
                 method, device_ids=[device] if device.type == "cuda" else None)
         if cfg.compile:
@@ -179,7 +180,7 @@ class Trainer:
                     batch = to_device(batch, device)
                     amount_now, unit = method.throughput(batch)
                     amount += amount_now
-                    sync = self.world == 1 or micro == accumulate - 1
+                    sync = not multi or micro == accumulate - 1
                     with (nullcontext() if sync else model.no_sync()), torch.autocast(
                         device.type, dtype=dtype or torch.float32, enabled=dtype is not None
                     ):
