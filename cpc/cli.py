@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,8 +36,9 @@ def pretrain(args: argparse.Namespace) -> None:
 
     config = load_config(args.recipe, args.set)
     last = run(config, resume=args.resume, overwrite=args.overwrite)
-    print(f"done: {config.train.out} (checkpoints, log.csv, curves.png); last logs: "
-          + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, once
+        print(f"done: {config.train.out} (checkpoints, log.csv, curves.png); last logs: "
+              + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
 
 
 def extract(args: argparse.Namespace) -> None:
