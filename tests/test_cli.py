@@ -91,7 +91,7 @@ def _one_line_error(capsys, argv) -> str:
 
     capsys.readouterr()
     with pytest.raises(SystemExit) as stop:
-        main(argv + (["--quiet"] if argv[:2] != ["abx", "items"] else []))
+        main(argv + (["--quiet"] if argv[0] == "abx" and argv[1] != "items" else []))
     err = capsys.readouterr().err
     assert stop.value.code == 2 and err.endswith("\n") and err.count("\n") == 1, err
     return err.rstrip("\n")
@@ -187,3 +187,58 @@ def test_abx_command_errors_are_one_line(tmp_path, capsys):
         "cpc abx: --model mfcc needs --audio: the shards or audio folder of the item file's files")
     assert _one_line_error(capsys, ["abx", "items", str(tmp_path / "speakers.txt"), "prefix:-", str(tmp_path / "x")]
                            ).startswith(f"cpc abx items: {tmp_path / 'speakers.txt'} line 1: labels must be integers")
+
+
+# ---------------------------------------------------------------------------------------------- cpc units
+def _tiny_checkpoint(path):
+    """A random-init small CPC (64 channels) saved as a model-only checkpoint that cpc.load reads."""
+    import torch
+
+    from cpc.checkpoint import model_record
+    from cpc.models.cpc import cpc_small
+
+    model = cpc_small()
+    torch.save({"model": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "model_config": model_record(model, "model.")}, path)
+    return path
+
+
+def test_units_fit_apply_round_trip_and_abx_on_units(tmp_path, capsys):
+    import numpy as np
+    import torch
+
+    import cpc
+    from cpc.data.labelled import load_utterances
+    from cpc.eval.abx import abx_errors, load_feature_shards, read_unit_text
+    from cpc.eval.units import assign, load_units
+
+    checkpoint = _tiny_checkpoint(tmp_path / "tiny.pt")
+    units_file = tmp_path / "units.pt"
+    fit = ["units", "fit", str(checkpoint), f"{SAMPLE}/test", "--k", "12", "--epochs", "3", "--batch-size", "1000",
+           "--backend", "torch", "--device", "cpu", "--out", str(units_file)]
+    main(fit)
+    units = load_units(units_file)
+    assert units.k == 12 and units.layer == "c" and units.model == str(checkpoint.resolve())
+    assert units.frame_seconds == 0.01 and units.frames > 5000
+    main(fit[:-1] + [str(tmp_path / "again.pt")])
+    assert torch.equal(load_units(tmp_path / "again.pt").centroids, units.centroids)  # seeded: the same units
+
+    main(["units", "apply", str(units_file), f"{SAMPLE}/test", str(tmp_path / "units.txt")])
+    main(["units", "apply", str(units_file), f"{SAMPLE}/test", str(tmp_path / "shards")])
+    text, shards = read_unit_text(tmp_path / "units.txt"), load_feature_shards(tmp_path / "shards")
+    model = cpc.load(checkpoint)
+    utterances = load_utterances(f"{SAMPLE}/test")
+    assert list(text) == [u.key for u in utterances] and shards.frame_rate == 100
+    for u in utterances:
+        expected = assign(model.features(u.wav), units.centroids).numpy()
+        assert np.array_equal(text[u.key], expected) and np.array_equal(shards[u.key], expected)
+
+    _abx_set(tmp_path)
+    item = tmp_path / "phone.item"
+    main(["abx", "items", f"{SAMPLE}/converted_aligned_phones.txt", str(tmp_path / "speakers.txt"), str(item)])
+    one_hot = {key: np.eye(12, dtype=np.float32)[ids] for key, ids in text.items()}
+    direct = abx_errors(one_hot, item, progress=False)
+    for source in ("units.txt", "shards"):
+        assert _abx_json(capsys, ["abx", str(tmp_path / source), str(item), "--json", "--quiet"]) == direct
+    assert _one_line_error(capsys, ["units", "apply", str(checkpoint), f"{SAMPLE}/test", str(tmp_path / "x.txt")]
+                           ) == f"cpc units: {checkpoint} is not a units file of cpc units fit (format cpc-units/1)"
