@@ -79,18 +79,21 @@ def _inertia(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> fl
 def _kmeans_pp(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """k-means++ seeding on x (n, dim): each next centre drawn with probability proportional to D^2."""
     n = len(x)
-    first = int(torch.randint(n, (1,), generator=generator))
-    centres = [x[first]]
-    closest = squared_distances(x, x[first][None])[:, 0].double()
+    norms = x.pow(2).sum(1)
+
+    def to(pick: int) -> torch.Tensor:  # squared distances of every point to point `pick`
+        return (norms - 2 * (x @ x[pick]) + norms[pick]).clamp_(min=0).double()
+
+    picks = [int(torch.randint(n, (1,), generator=generator))]
+    closest = to(picks[0])
     for _ in range(1, k):
         weights = closest.cpu()
         if float(weights.sum()) <= 0:  # fewer distinct points than k: any point
-            pick = int(torch.randint(n, (1,), generator=generator))
+            picks.append(int(torch.randint(n, (1,), generator=generator)))
         else:
-            pick = int(torch.multinomial(weights, 1, generator=generator))
-        centres.append(x[pick])
-        closest = torch.minimum(closest, squared_distances(x, x[pick][None])[:, 0].double())
-    return torch.stack(centres)
+            picks.append(int(torch.multinomial(weights, 1, generator=generator)))
+        closest = torch.minimum(closest, to(picks[-1]))
+    return x[picks].clone()
 
 
 def minibatch_kmeans(x: torch.Tensor, k: int, batch_size: int = 10000, epochs: int = 20, seed: int = 0,
@@ -104,7 +107,7 @@ def minibatch_kmeans(x: torch.Tensor, k: int, batch_size: int = 10000, epochs: i
     n, dim = x.shape
     generator = torch.Generator().manual_seed(seed)
     init = torch.randperm(n, generator=generator)[: max(init_samples, k)]
-    centroids = _kmeans_pp(x[init.to(x.device)], k, generator).clone()
+    centroids = _kmeans_pp(x[init.to(x.device)], k, generator)
     counts = torch.zeros(k, dtype=torch.float64, device=x.device)
     steps = max(1, math.ceil(n / batch_size))
     for _ in tqdm(range(epochs), desc=f"k-means (k={k}, {n} frames)", unit="epoch", disable=not progress):
@@ -113,9 +116,11 @@ def minibatch_kmeans(x: torch.Tensor, k: int, batch_size: int = 10000, epochs: i
         for step in range(steps):
             batch = x[order[step * batch_size : (step + 1) * batch_size]]
             ids = squared_distances(batch, centroids).argmin(1)
-            one_hot = torch.nn.functional.one_hot(ids, k).to(batch.dtype)
-            got = one_hot.sum(0).double()
-            sums = one_hot.T @ batch  # a matmul, not index_add: the same sums on every run, also on CUDA
+            got = torch.bincount(ids, minlength=k).double()
+            if x.device.type == "cpu":
+                sums = torch.zeros_like(centroids).index_add_(0, ids, batch)
+            else:  # CUDA's index_add_ adds in a varying order; a matmul gives the same sums on every run
+                sums = torch.nn.functional.one_hot(ids, k).to(batch.dtype).T @ batch
             counts += got
             rate = (got / counts.clamp(min=1)).to(batch.dtype)[:, None]
             mean = sums / got.clamp(min=1).to(batch.dtype)[:, None]
