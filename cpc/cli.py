@@ -179,7 +179,7 @@ def abx(args: argparse.Namespace) -> None:
             raise UserError(f"--model {args.model} needs --audio: the shards or audio folder of the item file's files")
         compute = model_features(args.model, args.layer or "c", device)
         audio = lib.open_audio(args.audio, compute.sample_rate, keys=set(items.files.tolist()))
-        features, frame_seconds = lib.ExtractedFeatures(compute, audio, args.audio), compute.frame_seconds
+        features, frame_seconds = lib.ExtractedFeatures(compute, audio, audio.source), compute.frame_seconds
     else:
         features = lib.open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
         frame_seconds = lib.feature_seconds(features)

@@ -334,28 +334,41 @@ class ExtractedFeatures(Mapping):
         return len(self.audio)
 
 
-def open_audio(spec: str | os.PathLike, sample_rate: int, keys: Sequence[str] | None = None) -> Mapping:
+def _audio_loader(path: str, sample_rate: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from cpc.data.ingest import load_audio
+
+        try:
+            return load_audio(path, sample_rate)
+        except ValueError as error:  # unreadable audio: the message names the file
+            raise ABXError(str(error)) from None
+
+    return load
+
+
+def open_audio(spec: str | os.PathLike, sample_rate: int | None, keys: Sequence[str] | None = None) -> FeatureDict:
     """file -> waveform (or a loader of it): audio shards (their keys), or an audio folder (each file's name without
-    extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps only those."""
-    from cpc.data.ingest import items_from_folder, load_audio
+    extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps only those; shard
+    samples skipped (another sample rate, unreadable) are named in the result's `source`."""
+    from cpc.data.ingest import items_from_folder
     from cpc.data.labelled import load_utterances
 
     wanted = None if keys is None else set(keys)
     path = Path(spec)
+    audio = FeatureDict(source=str(spec))
     try:
         if path.is_dir() and not (path / "index.json").exists():
-            audio = {}
             for item in items_from_folder(path):
                 name = Path(item.path).stem
                 if name in audio:
                     raise ABXError(f"audio folder {spec}: two files named {name!r}; item files name files by stem")
                 if wanted is None or name in wanted:
-                    audio[name] = lambda p=item.path: load_audio(p, sample_rate)
+                    audio[name] = _audio_loader(item.path, sample_rate)
         else:
             utterances = load_utterances(spec, sample_rate)
-            audio = {u.key: u.wav for u in utterances if wanted is None or u.key in wanted}
-            if not utterances and utterances.skips.report():
-                raise ABXError(f"audio shards {spec}: no utterance read ({utterances.skips.report()})")
+            audio.update((u.key, u.wav) for u in utterances if wanted is None or u.key in wanted)
+            if utterances.skips.counts:
+                audio.source = f"{spec} (skipped: {utterances.skips.report()})"
     except FileNotFoundError as error:
         raise MissingFile(f"audio {spec}: {error}") from None
     except ValueError as error:
