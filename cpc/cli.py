@@ -183,7 +183,7 @@ def abx(args: argparse.Namespace) -> None:
     else:
         features = lib.open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
         frame_seconds = lib.feature_seconds(features)
-    size = args.feature_size or frame_seconds or 0.01
+    size = args.feature_size if args.feature_size is not None else frame_seconds or 0.01
     scores = lib.abx_errors(features, items, size, args.distance, args.speaker_mode, args.context_mode,
                             args.max_size_group, args.max_x_across, args.seed, device, progress=not args.quiet)
     print(f"ABX error % ({args.distance}, {1000 * size:g} ms frames, {len(items)} items of {items.source})")
@@ -198,6 +198,7 @@ def abx(args: argparse.Namespace) -> None:
 
 def units(args: argparse.Namespace) -> None:
     """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
+    import torch
     from tqdm import tqdm
 
     from cpc.data.shards import write_shards
@@ -221,7 +222,7 @@ def units(args: argparse.Namespace) -> None:
     fitted = lib.load_units(args.units)
     compute = model_features(args.model or fitted.model, fitted.layer, device)
     features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
-    centroids = fitted.centroids.to(device or ("cuda" if lib.torch.cuda.is_available() else "cpu"))
+    centroids = fitted.centroids.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
                  for key in tqdm(features, "units", len(features), unit="utt"))
     if str(args.out).endswith(".txt"):
