@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q cython 'setuptools_scm[toml]>=6.2' \
 	  && $(PY) -m pip install -q --no-build-isolation zerospeech-libriabx2==0.9.8 $(TORCH_PINS) \
 	  || echo "warning: zerospeech-libriabx2 (reference ABX) not installed: its agreement tests will skip"
+	# Optional oracles: faiss (units k-means backend) and s3prl's featurizer (the upstream interface test).
+	$(PY) -m pip install -q faiss-cpu && $(PY) -m pip install -q --no-deps s3prl==0.4.18 \
+	  || echo "warning: faiss-cpu / s3prl not installed: their tests will skip"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -144,16 +144,130 @@ def probe(args: argparse.Namespace) -> None:
     print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}")
 
 
+def model_features(spec: str, layer: str, device: str | None):
+    """The featurizer of a checkpoint / run folder (or a baseline / random: spec) on `device`; mistakes as UserError."""
+    from cpc.errors import UserError
+    from cpc.eval.featurize import featurizer
+
+    if layer not in ("z", "c", "both"):
+        raise UserError(f"--layer {layer}: a model's features are z, c or both")
+    try:
+        return featurizer(spec, layer, device=device)
+    except ValueError as error:  # a checkpoint that does not load, an unknown preset
+        raise UserError(f"{spec}: {error}") from None
+
+
+def abx(args: argparse.Namespace) -> None:
+    """ABX error rates (percent) of FEATURES on ITEMS, or of a model's features extracted on the fly from --audio."""
+    import json
+    import math
+
+    from cpc.errors import UserError
+    from cpc.eval import abx as lib
+
+    if len(args.inputs) != (1 if args.model else 2):
+        raise UserError("give FEATURES ITEMS, or --model RUN --audio AUDIO ITEMS (see cpc abx --help)")
+    items = lib.read_items(args.inputs[-1])
+    device = None if args.device == "auto" else args.device
+    if args.model:
+        if not args.audio:
+            raise UserError(f"--model {args.model} needs --audio: the shards or audio folder of the item file's files")
+        compute = model_features(args.model, args.layer or "c", device)
+        audio = lib.open_audio(args.audio, compute.sample_rate, keys=set(items.files.tolist()))
+        features, frame_seconds = lib.ExtractedFeatures(compute, audio, audio.source), compute.frame_seconds
+    else:
+        features = lib.open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
+        frame_seconds = lib.feature_seconds(features)
+    size = args.feature_size if args.feature_size is not None else frame_seconds or 0.01
+    scores = lib.abx_errors(features, items, size, args.distance, args.speaker_mode, args.context_mode,
+                            args.max_size_group, args.max_x_across, args.seed, device, progress=not args.quiet)
+    print(f"ABX error % ({args.distance}, {1000 * size:g} ms frames, {len(items)} items of {items.source})")
+    print(f"{'':<16}" + "".join(f"{s + ' speaker':>17}" for s in lib.SPEAKER_MODES))
+    for context in lib.CONTEXT_MODES:
+        cells = [scores.get(f"{s}-{context}") for s in lib.SPEAKER_MODES]
+        if any(c is not None for c in cells):
+            print(f"{context + ' context':<16}" + "".join(f"{'-' if c is None else f'{c:.2f}':>17}" for c in cells))
+    if args.json:
+        print(json.dumps({k: None if math.isnan(v) else v for k, v in scores.items()}))
+
+
+def units(args: argparse.Namespace) -> None:
+    """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
+    import torch
+    from tqdm import tqdm
+
+    from cpc.data.shards import write_shards
+    from cpc.eval import units as lib
+    from cpc.eval.abx import ExtractedFeatures, open_audio
+
+    device = None if args.device == "auto" else args.device
+    if args.action == "fit":
+        compute = model_features(args.model, args.layer, device)
+        features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
+        frames = lib.sample_frames(tqdm(features.values(), "frames", len(features), unit="utt"), args.max_frames,
+                                   args.seed)
+        fitted = lib.fit_units(frames, args.k, args.seed, args.batch_size, args.epochs, args.backend, device, True,
+                               layer=args.layer, model=lib.model_name(args.model),
+                               frame_seconds=compute.frame_seconds or 0.01)
+        out = args.out or lib.default_path(args.model, args.k, args.layer)
+        lib.save_units(fitted, out)
+        print(f"wrote {fitted.k} centroids ({fitted.backend} k-means of {fitted.frames} frames, inertia "
+              f"{fitted.inertia:.4g}) to {out}")
+        return
+    fitted = lib.load_units(args.units)
+    compute = model_features(args.model or fitted.model, fitted.layer, device)
+    features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
+    centroids = fitted.centroids.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    sequences = ((key, lib.assign(features[key], centroids).cpu())
+                 for key in tqdm(features, "units", len(features), unit="utt"))
+    if str(args.out).endswith(".txt"):
+        print(f"wrote {lib.write_unit_text(args.out, sequences)} unit sequences (k={fitted.k}) to {args.out}")
+    else:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        index = write_shards(lib.unit_samples(sequences, fitted), str(Path(args.out) / "shard-%06d.tar"),
+                             progress=False)
+        print(f"wrote {index['samples']} unit sequences (k={fitted.k}) in {len(index['shards'])} shard(s) to "
+              f"{args.out}")
+
+
+def abx_items(args: argparse.Namespace) -> None:
+    """Item file from frame labels (converted_aligned_phones.txt format) and speakers."""
+    from cpc.eval.abx import items_from_alignments
+
+    count, utterances, left = items_from_alignments(args.alignments, args.speakers, args.out, args.unit, args.phones,
+                                                    args.silence or (0,))
+    print(f"wrote {count} {args.unit} items of {utterances} utterances to {args.out}"
+          + (f" ({left} aligned utterances without a speaker left out)" if left else ""))
+
+
+def abx_items_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cpc abx items", description="write an ABX item file from frame labels",
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    p.add_argument("alignments", help="frame labels, converted_aligned_phones.txt format (one label per 10 ms)")
+    p.add_argument("speakers", help="shards (speakers from their metadata), a file of `utterance speaker` lines, or "
+                   "prefix:SEP (the key up to SEP; prefix:- for LibriSpeech ids)")
+    p.add_argument("out", help="the item file to write")
+    p.add_argument("--unit", default="phone", choices=["phone", "triphone"],
+                   help="phone: each phone; triphone: prev+phone+next labelled by its centre (Libri-light files)")
+    p.add_argument("--phones", help="phone names, one per label id in order (e.g. the sample's phones.txt)")
+    p.add_argument("--silence", type=int, action="append", help="silence label id(s), never a centre (default 0)")
+    p.set_defaults(run=abx_items, command="abx items")
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
     """Runs one subcommand. A mistake the user can fix (cpc.errors.UserError, a missing file) prints one line,
     `cpc <command>: <message>`, and exits 2; Ctrl-C exits 130 with one line; --debug keeps the traceback."""
     from cpc.errors import Interrupted, UserError
 
-    args = parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    items = argv[:2] == ["abx", "items"]  # its own parser: positional arguments unlike `cpc abx`'s
+    args = abx_items_parser().parse_args(argv[2:]) if items else parser().parse_args(argv)
     try:
         args.run(args)
     except (UserError, FileNotFoundError, Interrupted, KeyboardInterrupt) as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted (Ctrl-C)"
         print(f"cpc {args.command}: {message}", file=sys.stderr)
@@ -235,6 +349,51 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where models compute features (auto: CUDA when present)")
     p.set_defaults(run=probe)
+    p = commands.add_parser("abx", help="ABX phone discriminability (Libri-light / ZeroSpeech 2021), error in %%",
+                            usage="cpc abx [options] FEATURES ITEMS\n       cpc abx --model RUN --audio AUDIO [options] "
+                            "ITEMS\n       cpc abx items ALIGNMENTS SPEAKERS OUT.item [--unit phone|triphone]",
+                            description="ABX error rates of features on an item file; `cpc abx items --help`: item "
+                            "files from frame labels")
+    p.add_argument("inputs", nargs="+", metavar="PATH",
+                   help="FEATURES (a folder of <file>.npy, frames x dim; shards of cpc extract or cpc units apply; a "
+                        "units .txt) and the item file; with --model, the item file only")
+    p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET)")
+    p.add_argument("--audio", help="with --model: audio shards or an audio folder holding the item file's files")
+    p.add_argument("--layer", help="with --model: z, c (default) or both; FEATURES shards: the member to read "
+                   "(default: what their metadata says)")
+    p.add_argument("--speaker-mode", default="both", choices=["within", "across", "both"])
+    p.add_argument("--context-mode", default="both", choices=["within", "any", "both"])
+    p.add_argument("--distance", default="cosine", choices=["cosine", "euclidean", "kl", "kl_symmetric"])
+    p.add_argument("--feature-size", type=float, help="frame shift in seconds (default: the model's hop, what the "
+                   "shards record, else 0.01)")
+    p.add_argument("--max-size-group", type=int, default=10, help="items drawn per (context, speaker, phone)")
+    p.add_argument("--max-x-across", type=int, default=5, help="X speakers drawn per A (across speaker)")
+    p.add_argument("--seed", type=int, default=3459, help="the reference's seed")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:1, ...")
+    p.add_argument("--json", action="store_true", help="end with one JSON line {\"within-within\": 9.57, ...}")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(run=abx)
+    p = commands.add_parser("units", help="discrete units: k-means of a model's frames (fit), unit sequences (apply)")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)")
+    q.add_argument("model", help="a checkpoint or run folder (or mfcc, logmel)")
+    q.add_argument("audio", help="audio shards or an audio folder to take frames from")
+    q.add_argument("--k", type=int, default=50, help="number of units")
+    q.add_argument("--layer", default="c", choices=["z", "c", "both"])
+    q.add_argument("--max-frames", type=int, default=1_000_000, help="a uniform sample of at most this many frames")
+    q.add_argument("--epochs", type=int, default=20, help="passes over the sampled frames")
+    q.add_argument("--batch-size", type=int, default=10000, help="frames per minibatch (torch backend)")
+    q.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"])
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", help="the units file (default: units-k<K>-<layer>.pt beside the checkpoint)")
+    q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column")
+    q.add_argument("units", help="a units file written by cpc units fit")
+    q.add_argument("audio", help="audio shards or an audio folder")
+    q.add_argument("out", help="OUT.txt (`<key> id id ...` per line) or a folder for shards (units.npy per sample)")
+    q.add_argument("--model", help="the checkpoint (default: the one the units file names)")
+    for q in actions.choices.values():
+        q.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, ...")
+    p.set_defaults(run=units)
     return parser
 
 

@@ -22,11 +22,28 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cpc.errors import UserError
+
 ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
 SPEAKER_MODES = ("within", "across")
 CONTEXT_MODES = ("within", "any")
 DISTANCES = ("cosine", "euclidean", "kl", "kl_symmetric")
 PAIR_BUDGET = 1 << 21  # DTW pairs drawn per chunk of cells: fixes the random streams, so no device changes them
+
+
+class ABXError(UserError, ValueError):
+    """A bad item file, feature source or option; the message names it and where."""
+
+
+class MissingKeys(UserError, KeyError):
+    """Files (or utterances) asked for that a source does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class MissingFile(UserError, FileNotFoundError):
+    """An item file, feature folder or feature file that is not there."""
 
 
 # ----------------------------------------------------------------------------------------------- item files
@@ -54,9 +71,9 @@ def _parse_time(text: str, path, number: int, column: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ValueError(f"{path} line {number}: {column} {text!r} is not a number (seconds)") from None
+        raise ABXError(f"{path} line {number}: {column} {text!r} is not a number (seconds)") from None
     if not math.isfinite(value):
-        raise ValueError(f"{path} line {number}: {column} {text!r} is not a finite time")
+        raise ABXError(f"{path} line {number}: {column} {text!r} is not a finite time")
     return value
 
 
@@ -66,9 +83,9 @@ def read_items(path: str | os.PathLike) -> ItemTable:
     try:
         lines = path.read_text().splitlines()
     except OSError as error:
-        raise FileNotFoundError(f"item file {path}: {error.strerror or error}") from None
+        raise MissingFile(f"item file {path}: {error.strerror or error}") from None
     if lines and len(lines[0].split()) == 7 and not lines[0].startswith("#"):
-        raise ValueError(f"{path} line 1: expected the header line ({ITEM_HEADER!r}), found an item")
+        raise ABXError(f"{path} line 1: expected the header line ({ITEM_HEADER!r}), found an item")
     codes: dict[str, dict[str, int]] = {"phone": {}, "context": {}, "speaker": {}}
     files, onsets, offsets, columns = [], [], [], {"phone": [], "context": [], "speaker": []}
     for number, line in enumerate(lines[1:], start=2):
@@ -76,18 +93,18 @@ def read_items(path: str | os.PathLike) -> ItemTable:
         if not parts:
             continue
         if len(parts) != 7:
-            raise ValueError(f"{path} line {number}: expected 7 columns ({ITEM_HEADER}), got {len(parts)}")
+            raise ABXError(f"{path} line {number}: expected 7 columns ({ITEM_HEADER}), got {len(parts)}")
         onset = _parse_time(parts[1], path, number, "onset")
         offset = _parse_time(parts[2], path, number, "offset")
         if offset < onset:
-            raise ValueError(f"{path} line {number}: offset {offset} before onset {onset}")
+            raise ABXError(f"{path} line {number}: offset {offset} before onset {onset}")
         files.append(parts[0])
         onsets.append(onset)
         offsets.append(offset)
         for name, value in (("phone", parts[3]), ("context", f"{parts[4]}+{parts[5]}"), ("speaker", parts[6])):
             columns[name].append(codes[name].setdefault(value, len(codes[name])))
     if not files:
-        raise ValueError(f"{path}: no items (only {len(lines)} line(s))")
+        raise ABXError(f"{path}: no items (only {len(lines)} line(s))")
     as_codes = {name: np.asarray(values, dtype=np.int64) for name, values in columns.items()}
     return ItemTable(np.asarray(files, dtype=object), np.asarray(onsets), np.asarray(offsets),
                      as_codes["phone"], as_codes["context"], as_codes["speaker"],
@@ -109,28 +126,28 @@ def write_items(alignments: Mapping[str, Sequence[int] | np.ndarray], speakers: 
     "phone": each phone run is an item; "triphone": the span prev+phone+next, labelled by its centre (the
     Libri-light files). Context is prev+next phone (silence at the utterance edges); silence is never a centre."""
     if unit not in ("phone", "triphone"):
-        raise ValueError(f"unit must be 'phone' or 'triphone', not {unit!r}")
+        raise ABXError(f"unit must be 'phone' or 'triphone', not {unit!r}")
     silence = {int(s) for s in silence}
 
     def name(label: int) -> str:
         if phones is None:
             return str(label)
         if not 0 <= label < len(phones):
-            raise ValueError(f"label {label} has no name in the {len(phones)} phones given")
+            raise ABXError(f"label {label} has no name in the {len(phones)} phones given")
         return phones[label]
 
     if phones is not None:
         bad = [p for p in phones if not p or any(c.isspace() for c in p)]
         if bad:
-            raise ValueError(f"phone names must be non-empty without whitespace: {bad[:5]}")
+            raise ABXError(f"phone names must be non-empty without whitespace: {bad[:5]}")
     edge = name(min(silence)) if silence else "SIL"
     lines = [ITEM_HEADER]
     for utterance, labels in alignments.items():
         if utterance not in speakers:
-            raise KeyError(f"utterance {utterance!r} has no speaker in the speakers given")
+            raise MissingKeys(f"utterance {utterance!r} has no speaker in the speakers given")
         speaker = str(speakers[utterance])
         if any(c.isspace() for c in utterance + speaker) or not speaker:
-            raise ValueError(f"utterance {utterance!r} / speaker {speaker!r}: names must not contain whitespace")
+            raise ABXError(f"utterance {utterance!r} / speaker {speaker!r}: names must not contain whitespace")
         labels = np.asarray(labels).astype(np.int64).ravel()
         if len(labels) == 0:
             continue
@@ -148,22 +165,48 @@ def write_items(alignments: Mapping[str, Sequence[int] | np.ndarray], speakers: 
     return len(lines) - 1
 
 
+def items_from_alignments(alignments: str | os.PathLike, speakers: str, out: str | os.PathLike, unit: str = "phone",
+                          phones: str | os.PathLike | None = None, silence: Sequence[int] = (0,)
+                          ) -> tuple[int, int, int]:
+    """`cpc abx items`: frame labels (`converted_aligned_phones.txt` format) and speakers (see `read_speakers`) ->
+    an item file, for the utterances that have both; returns (items, utterances, alignments without a speaker)."""
+    from cpc.data.labels import read_alignments
+
+    try:
+        labels = read_alignments(alignments)
+        names = Path(phones).read_text().split() if phones else None
+    except OSError as error:
+        raise MissingFile(f"{error.filename}: {error.strerror or error}") from None
+    except ValueError as error:
+        raise ABXError(str(error)) from None
+    if not labels:
+        raise ABXError(f"alignments {alignments}: no utterance (`utterance label label ...` per line)")
+    who = read_speakers(str(speakers), list(labels))
+    kept = {key: value for key, value in labels.items() if key in who}
+    if not kept:
+        raise MissingKeys(f"none of the {len(labels)} utterances of {alignments} has a speaker in {speakers} "
+                          f"(first utterance: {next(iter(labels))}, first with a speaker: {next(iter(who), None)})")
+    count = write_items(kept, who, out, unit=unit, phones=names, silence=silence)
+    return count, len(kept), len(labels) - len(kept)
+
+
 # ------------------------------------------------------------------------------------------- feature sources
 class FeatureFolder(Mapping):
     """A folder (searched recursively) of `<file>.npy` arrays (frames, dim), read when asked for."""
 
     def __init__(self, path: str | os.PathLike, extension: str = ".npy"):
         self.path = Path(path)
+        self.source = str(self.path)
         if not self.path.is_dir():
-            raise FileNotFoundError(f"feature folder {self.path} does not exist")
+            raise MissingFile(f"feature folder {self.path} does not exist")
         self.paths: dict[str, Path] = {}
         for file in sorted(self.path.rglob(f"*{extension}")):
             name = file.name[: -len(extension)]
             if name in self.paths:
-                raise ValueError(f"feature folder {self.path}: {name!r} twice ({self.paths[name]} and {file})")
+                raise ABXError(f"feature folder {self.path}: {name!r} twice ({self.paths[name]} and {file})")
             self.paths[name] = file
         if not self.paths:
-            raise FileNotFoundError(f"feature folder {self.path} holds no {extension} files")
+            raise MissingFile(f"feature folder {self.path} holds no {extension} files")
 
     def __getitem__(self, name: str) -> np.ndarray:
         return np.load(self.paths[name])
@@ -183,11 +226,16 @@ def load_feature_folder(path: str | os.PathLike) -> FeatureFolder:
     return FeatureFolder(path)
 
 
-def _shard_urls(spec: str | os.PathLike) -> list[str]:
+def _shard_urls(spec: str | os.PathLike, what: str = "feature shards") -> list[str]:
     """Shard URLs from a folder holding index.json, an index.json, or a tar path / brace pattern."""
     from cpc.data.shards import resolve_shards
 
-    return resolve_shards(spec)
+    try:
+        return resolve_shards(spec)
+    except FileNotFoundError as error:
+        raise MissingFile(f"{what} {spec}: {error}") from None
+    except ValueError as error:
+        raise ABXError(f"{what} {spec}: {error}") from None
 
 
 def load_feature_shards(spec: str | os.PathLike, layer: str | None = None,
@@ -197,22 +245,169 @@ def load_feature_shards(spec: str | os.PathLike, layer: str | None = None,
     import webdataset as wds
 
     wanted = None if keys is None else set(keys)
-    features: dict[str, np.ndarray] = {}
+    features, rates = FeatureDict(source=str(spec)), set()
     for sample in wds.WebDataset(_shard_urls(spec), shardshuffle=False, nodesplitter=None, empty_check=False):
         key = sample["__key__"]
         if wanted is not None and key not in wanted:
             continue
-        name = layer
-        if name is None and "json" in sample:
-            name = json.loads(sample["json"]).get("layer")
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        name = layer if layer is not None else meta.get("layer")
+        rates.add(meta.get("frame_rate"))
         members = [m for m in sample if m.endswith(".npy")]
         member = f"{name}.npy" if name is not None else (members[0] if len(members) == 1 else None)
         if member not in sample:
-            raise ValueError(f"shard sample {key!r} has no {member or 'single .npy'} member (members: {members})")
+            raise ABXError(f"shard sample {key!r} has no {member or 'single .npy'} member (members: {members})")
         features[key] = np.load(io.BytesIO(sample[member]), allow_pickle=False)
     if not features:
-        raise ValueError(f"no feature arrays read from {spec}" + (" for the keys given" if wanted else ""))
+        raise ABXError(f"no feature arrays read from {spec}" + (" for the keys given" if wanted else ""))
+    features.frame_rate = rates.pop() if len(rates) == 1 else None
     return features
+
+
+class FeatureDict(dict):
+    """file -> features, with where they came from (`source`) and, when the source records it, `frame_rate` (Hz)."""
+
+    def __init__(self, *args, source: str | None = None, frame_rate: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.source, self.frame_rate = source, frame_rate
+
+
+def read_unit_text(path: str | os.PathLike) -> FeatureDict:
+    """Unit sequences written by `cpc units apply OUT.txt`: `<file> id id ...` per line -> file -> (frames,) ids."""
+    sequences = FeatureDict(source=str(path))
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise MissingFile(f"unit file {path}: {error.strerror or error}") from None
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            sequences[parts[0]] = np.asarray([int(v) for v in parts[1:]], dtype=np.int64)
+        except ValueError:
+            raise ABXError(f"{path} line {number}: unit ids must be integers (`<file> id id ...`)") from None
+    if not sequences:
+        raise ABXError(f"unit file {path} holds no sequence (`<file> id id ...` per line)")
+    return sequences
+
+
+def open_features(spec: str | os.PathLike, keys: Sequence[str] | None = None, layer: str | None = None) -> Mapping:
+    """What a user names as FEATURES: a folder of `<file>.npy`, a shard column written by `cpc extract` or `cpc
+    units apply` (a folder with index.json, an index, a tar or brace pattern), or a units `.txt`."""
+    path = Path(spec)
+    text = str(spec)
+    if path.is_file() and path.suffix == ".txt":
+        return read_unit_text(path)
+    if (path.is_dir() and (path / "index.json").exists()) or text.endswith((".json", ".tar")) or "{" in text:
+        return load_feature_shards(spec, layer, keys)
+    if path.is_dir():
+        return load_feature_folder(path)
+    raise MissingFile(f"features {spec} do not exist (a folder of <file>.npy, feature shards or a units .txt)")
+
+
+def feature_seconds(features: Mapping, default: float = 0.01) -> float:
+    """The frame shift a feature source records (shards of `cpc extract` note their frame rate), else `default`."""
+    rate = getattr(features, "frame_rate", None)
+    return 1 / rate if rate else default
+
+
+class ExtractedFeatures(Mapping):
+    """file -> features computed when asked for: `compute(wav)` -> (frames, dim) on the audio `audio[file]` holds
+    (a waveform, or a callable returning one); nothing is kept after it is returned."""
+
+    def __init__(self, compute: Callable, audio: Mapping, source: str | None = None):
+        self.compute, self.audio, self.source = compute, audio, source
+
+    def __getitem__(self, name: str):
+        wav = self.audio[name]
+        with torch.no_grad():
+            return self.compute(wav() if callable(wav) else wav)
+
+    def __contains__(self, name) -> bool:
+        return name in self.audio
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.audio)
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+
+def _audio_loader(path: str, sample_rate: int) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        from cpc.data.ingest import load_audio
+
+        try:
+            return load_audio(path, sample_rate)
+        except ValueError as error:  # unreadable audio: the message names the file
+            raise ABXError(str(error)) from None
+
+    return load
+
+
+def open_audio(spec: str | os.PathLike, sample_rate: int | None, keys: Sequence[str] | None = None) -> FeatureDict:
+    """file -> waveform (or a loader of it): audio shards (their keys), or an audio folder (each file's name without
+    extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps only those; shard
+    samples skipped (another sample rate, unreadable) are named in the result's `source`."""
+    from cpc.data.ingest import items_from_folder
+    from cpc.data.labelled import load_utterances
+
+    wanted = None if keys is None else set(keys)
+    path = Path(spec)
+    audio = FeatureDict(source=str(spec))
+    try:
+        if path.is_dir() and not (path / "index.json").exists():
+            for item in items_from_folder(path):
+                name = Path(item.path).stem
+                if name in audio:
+                    raise ABXError(f"audio folder {spec}: two files named {name!r}; item files name files by stem")
+                if wanted is None or name in wanted:
+                    audio[name] = _audio_loader(item.path, sample_rate)
+        else:
+            utterances = load_utterances(spec, sample_rate)
+            audio.update((u.key, u.wav) for u in utterances if wanted is None or u.key in wanted)
+            if utterances.skips.counts:
+                audio.source = f"{spec} (skipped: {utterances.skips.report()})"
+    except FileNotFoundError as error:
+        raise MissingFile(f"audio {spec}: {error}") from None
+    except ValueError as error:
+        if isinstance(error, UserError):
+            raise
+        raise ABXError(f"audio {spec}: {error}") from None
+    return audio
+
+
+def read_speakers(spec: str, keys: Sequence[str] = ()) -> dict[str, str]:
+    """utterance -> speaker from: a text file of `utterance speaker` lines; shards (their metadata's speaker); or
+    `prefix:SEP`, the key up to the first SEP (`prefix:-` for LibriSpeech ids, 1272-128104-0000 -> 1272)."""
+    if spec.startswith("prefix:"):
+        sep = spec[len("prefix:"):]
+        if not sep:
+            raise ABXError("speakers prefix:SEP needs a separator, e.g. prefix:-")
+        return {key: key.split(sep, 1)[0] for key in keys}
+    path = Path(spec)
+    if path.is_file() and not path.name.endswith((".json", ".tar")):
+        speakers = {}
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 2:
+                raise ABXError(f"{path} line {number}: expected `utterance speaker`, got {len(parts)} fields")
+            speakers[parts[0]] = parts[1]
+        return speakers
+    import webdataset as wds
+
+    speakers = {}
+    for sample in wds.WebDataset(_shard_urls(spec, "speaker shards"), shardshuffle=False, nodesplitter=None,
+                                 empty_check=False):
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+        if meta.get("speaker"):
+            speakers[sample["__key__"]] = str(meta["speaker"])
+    if not speakers:
+        raise ABXError(f"no speaker in the metadata of the shards {spec}; give a file of `utterance speaker` lines")
+    return speakers
 
 
 # ------------------------------------------------------------------------------------------------ frames
@@ -255,15 +450,22 @@ def _as_tensor(array, name: str) -> torch.Tensor:
     try:
         tensor = torch.as_tensor(array).detach().cpu()
     except (TypeError, ValueError, RuntimeError) as error:
-        raise ValueError(f"features of {name!r} are not an array ({error})") from None
+        raise ABXError(f"features of {name!r} are not an array ({error})") from None
     if tensor.ndim == 1 and not tensor.is_floating_point() and not tensor.is_complex():
         return tensor.long()
     if tensor.ndim != 2 or tensor.shape[1] == 0:
-        raise ValueError(f"features of {name!r} have shape {tuple(tensor.shape)}; expected (frames, dim) "
+        raise ABXError(f"features of {name!r} have shape {tuple(tensor.shape)}; expected (frames, dim) "
                          "or (frames,) integer unit ids")
     if not tensor.is_floating_point():
         tensor = tensor.float()
     return tensor
+
+
+def _missing(items: ItemTable, files: list[str], missing: list[str], features) -> MissingKeys:
+    where = f" in {features.source}" if getattr(features, "source", None) else ""
+    return MissingKeys(f"{len(missing)} of the {len(files)} files of {items.source} have no features{where}, "
+                           f"first: {', '.join(missing[:5])} (features are looked up by the item file's #file "
+                           "column: extract those files, or use the item file of this set)")
 
 
 def _load_frames(items: ItemTable, features, feature_size: float, progress: bool) -> _Frames:
@@ -279,8 +481,7 @@ def _load_frames(items: ItemTable, features, feature_size: float, progress: bool
     else:
         missing = []
     if missing:
-        raise KeyError(f"{len(missing)} of the {len(files)} files of {items.source} have no features, "
-                       f"first: {', '.join(missing[:5])}")
+        raise _missing(items, files, missing, features)
     chunks, starts, lengths, keeps = [], [], [], []
     total, kind, dim = 0, None, None
     for name in tqdm(files, desc="ABX features", unit="file", disable=not progress):
@@ -294,7 +495,7 @@ def _load_frames(items: ItemTable, features, feature_size: float, progress: bool
             kind, dim = ids, (None if ids else tensor.shape[1])
         elif kind != ids or (not ids and tensor.shape[1] != dim):
             shape = "unit ids" if ids else f"dim {tensor.shape[1]}"
-            raise ValueError(f"features of {name!r} ({shape}) differ from the earlier files'"
+            raise ABXError(f"features of {name!r} ({shape}) differ from the earlier files'"
                              f" ({'unit ids' if kind else f'dim {dim}'})")
         if not ids:
             tensor = normalize_with_singularity(tensor if tensor.dtype == torch.float64 else tensor.float()).float()
@@ -310,10 +511,9 @@ def _load_frames(items: ItemTable, features, feature_size: float, progress: bool
             keeps.append(rows)
             total += len(index)
     if missing:
-        raise KeyError(f"{len(missing)} of the {len(files)} files of {items.source} have no features, "
-                       f"first: {', '.join(missing[:5])}")
+        raise _missing(items, files, missing, features)
     if not chunks:
-        raise ValueError(f"no item of {items.source} has frames in its features (feature_size {feature_size} s?)")
+        raise ABXError(f"no item of {items.source} has frames in its features (feature_size {feature_size} s?)")
     keep = np.concatenate(keeps)
     by_row = np.argsort(keep, kind="stable")  # items in item-file order
     return _Frames(torch.cat(chunks), np.concatenate(starts)[by_row], np.concatenate(lengths)[by_row],
@@ -609,7 +809,7 @@ def _modes(value: str, choices: tuple[str, ...], what: str) -> list[str]:
     if value in ("both", "all"):
         return list(choices)
     if value not in choices:
-        raise ValueError(f"{what} must be one of {', '.join(choices)} or both, not {value!r}")
+        raise ABXError(f"{what} must be one of {', '.join(choices)} or both, not {value!r}")
     return [value]
 
 
@@ -624,13 +824,13 @@ def abx_errors(features: Mapping | Callable, items: ItemTable | str | os.PathLik
 
     distance = "euclidean" if distance == "euclidian" else distance
     if distance not in DISTANCES:
-        raise ValueError(f"distance must be one of {', '.join(DISTANCES)}, not {distance!r}")
+        raise ABXError(f"distance must be one of {', '.join(DISTANCES)}, not {distance!r}")
     speakers, contexts = _modes(speaker_mode, SPEAKER_MODES, "speaker_mode"), _modes(context_mode, CONTEXT_MODES,
                                                                                      "context_mode")
     if not feature_size > 0:
-        raise ValueError(f"feature_size is the frame shift in seconds (e.g. 0.01), not {feature_size}")
+        raise ABXError(f"feature_size is the frame shift in seconds (e.g. 0.01), not {feature_size}")
     if max_size_group < 2 or max_x_across < 1:
-        raise ValueError(f"max_size_group must be >= 2 and max_x_across >= 1 (got {max_size_group}, {max_x_across})")
+        raise ABXError(f"max_size_group must be >= 2 and max_x_across >= 1 (got {max_size_group}, {max_x_across})")
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     table = items if isinstance(items, ItemTable) else read_items(items)
     frames = _load_frames(table, features, feature_size, progress)

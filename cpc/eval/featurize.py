@@ -30,8 +30,14 @@ PREFIXES = ("random:", "int8:")
 class Featurizer:
     """`features(inputs)` -> (frames, dim) float features of one utterance (samples,) or clip (T, H, W, C)."""
 
-    def __init__(self, compute: Callable[[torch.Tensor], torch.Tensor], sample_rate: int | None):
-        self.compute, self.sample_rate = compute, sample_rate
+    def __init__(self, compute: Callable[[torch.Tensor], torch.Tensor], sample_rate: int | None,
+                 hop: int | None = None):
+        self.compute, self.sample_rate, self.hop = compute, sample_rate, hop  # hop: samples per frame (audio)
+
+    @property
+    def frame_seconds(self) -> float | None:
+        """The frame shift in seconds (audio), what ABX calls feature_size."""
+        return self.hop / self.sample_rate if self.hop and self.sample_rate else None
 
     @torch.no_grad()
     def __call__(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -56,21 +62,22 @@ def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
 
 
 def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_rate: int | None = None,
-               device: str = "auto") -> Featurizer:
+               device: str | torch.device = "auto") -> Featurizer:
     """A Featurizer for `spec` (see the module docstring). Baselines compute at `sample_rate` (default: the model
     config's default); a model refuses a `sample_rate` other than its own and runs on `device` (auto: CUDA when
     present; int8 models stay on the CPU), returning CPU tensors. `calibration`: waveforms for int8."""
     if spec in BASELINES:
         rate = sample_rate or CPCModelConfig.sample_rate
         frames = baseline_frames(spec, rate, frame_samples(rate))
-        return Featurizer(lambda wav: frames(torch.as_tensor(wav, dtype=torch.float32)[None])[0], rate)
+        return Featurizer(lambda wav: frames(torch.as_tensor(wav, dtype=torch.float32)[None])[0], rate,
+                          frame_samples(rate))
     model = model_of(spec, calibration)
+    if not spec.startswith("int8:"):  # int8 kernels are CPU kernels
+        model = model.to(pick_device(device))
     rate = model.config.sample_rate if isinstance(model, CPCModel) and not model.video else None
     if sample_rate is not None and rate is not None and rate != sample_rate:
         raise ValueError(f"{spec}: the model takes {rate} Hz audio; the data is {sample_rate} Hz")
-    if not spec.startswith("int8:"):
-        model.to(pick_device(device))
-    return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate)
+    return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate, model.hop if rate else None)
 
 
 def feature_name(spec: str) -> str:

@@ -1,7 +1,7 @@
 """The end-to-end demo (`make demo`): pretrain a small CPC on the bundled phone-aligned synthetic speech for a few
 minutes of CPU, then run the same phone and speaker probes on its features, on the shipped checkpoint's (made by
 recipes/demo/cpc_shipped.yaml, about an hour of CPU), on MFCC and log-mel, and on randomly initialised encoders of
-both architectures; print one table.
+both architectures, and their ABX within-speaker error on the test split (what `cpc abx` computes); print one table.
 
     python recipes/demo/demo.py              # what `make demo` runs
     python recipes/demo/demo.py --steps 0    # probes only, for the shipped checkpoint and the baselines
@@ -20,6 +20,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from cpc.data.labelled import load_utterances  # noqa: E402
+from cpc.eval.abx import ExtractedFeatures, abx_errors, items_from_alignments  # noqa: E402
 from cpc.eval.featurize import featurizer  # noqa: E402
 from cpc.eval.plots import plot_confusion  # noqa: E402
 from cpc.eval.probes import ProbeConfig, class_probe, frame_probe  # noqa: E402
@@ -27,6 +28,24 @@ from cpc.recipe import load_config, pretrain  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
 SHIPPED = ROOT / "recipes" / "demo" / "cpc_shipped.pt"
+
+
+def abx_items(speakers: str | Path, out: Path) -> Path:
+    """Phone items of the sample's utterances that `speakers` names (shards, or `utterance speaker` lines): what
+    `cpc abx items ALIGNMENTS SPEAKERS OUT --phones phones.txt` writes."""
+    items_from_alignments(SAMPLE / "converted_aligned_phones.txt", str(speakers), out, "phone", SAMPLE / "phones.txt")
+    return out
+
+
+def abx_within(features, utterances, items: Path, **options) -> float:
+    """ABX error (%) within speaker, any context, of a featurizer's frames of `utterances` on `items`: what `cpc abx
+    --model SPEC --audio SHARDS ITEMS --speaker-mode within --context-mode any` computes. (Any context: the test
+    split has two sentences per voice, too few same-context pairs for the within-context score.) `options`: more
+    abx_errors arguments (max_size_group, seed, ...)."""
+    audio = {u.key: u.wav for u in utterances}
+    scores = abx_errors(ExtractedFeatures(features, audio), items, features.frame_seconds or 0.01,
+                        speaker_mode="within", context_mode="any", progress=False, **options)
+    return scores["within-any"]
 
 
 def main() -> None:
@@ -51,6 +70,7 @@ def main() -> None:
     rows += [("random init, small architecture", "random:small"), ("MFCC (39)", "mfcc"), ("log-mel (80)", "logmel")]
     print("2. probes on held-out sentences (train split for the probe, its tenth for choosing the epoch)")
     train, test = load_utterances(SAMPLE / "train"), load_utterances(SAMPLE / "test")
+    items = abx_items(SAMPLE / "test", out / "test_phone.item")
     phones = ProbeConfig(context=1, epochs=30)
     speakers = ProbeConfig(epochs=200, batch_size=16, lr=1e-2)
     table, results = [], {}
@@ -60,13 +80,15 @@ def main() -> None:
         speaker = class_probe(train, test, features, lambda u: u.speaker, speakers)
         slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
         plot_confusion(phone.confusion, out / f"confusion_{slug}.png", f"phones: {name}")
-        results[name] = {"phone_accuracy": phone.accuracy, "speaker_accuracy": speaker.accuracy}
-        table.append(f"| {name:<36} | {100 * phone.accuracy:5.1f} | {100 * speaker.accuracy:5.1f} |")
+        abx = abx_within(features, test, items)
+        results[name] = {"phone_accuracy": phone.accuracy, "speaker_accuracy": speaker.accuracy, "abx_within": abx}
+        table.append(f"| {name:<36} | {100 * phone.accuracy:5.1f} | {100 * speaker.accuracy:5.1f} | {abx:5.2f} |")
         print(table[-1], flush=True)
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print("\n| features (context c for CPC)         | phone % | speaker % |\n|---|---|---|")
+    print("\n| features (context c for CPC)         | phone % | speaker % | ABX within % |\n|---|---|---|---|")
     print("\n".join(table))
     print(f"\nlinear probes, phones with +-1 frame of context, 40 classes (chance 2.5 %), 11 speakers (chance 9.1 %);"
+          "\nABX error %: phone items of the test split, within speaker, any context (chance 50, lower is better);"
           f"\nconfusion matrices: {out}/confusion_*.png; numbers: {out}/results.json")
 
 

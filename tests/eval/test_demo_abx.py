@@ -1,0 +1,48 @@
+"""recipes/demo/demo.py's ABX column on a tiny case: the same number `cpc abx --model ... --speaker-mode within
+--context-mode any` prints, for a model and a baseline."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from cpc.cli import main
+from cpc.data.labelled import load_utterances
+from cpc.eval.featurize import featurizer
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
+
+
+def tiny_checkpoint(path):
+    import torch
+
+    from cpc.checkpoint import model_record
+    from cpc.models.cpc import cpc_small
+
+    model = cpc_small()
+    torch.save({"model": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "model_config": model_record(model, "model.")}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def demo():
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "recipes" / "demo" / "demo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_abx_column_is_what_cpc_abx_prints(demo, tmp_path, capsys):
+    utterances = sorted(load_utterances(SAMPLE / "test"), key=lambda u: (u.speaker, u.key))[:4]  # two voices
+    (tmp_path / "speakers.txt").write_text("".join(f"{u.key} {u.speaker}\n" for u in utterances))
+    items = demo.abx_items(tmp_path / "speakers.txt", tmp_path / "tiny.item")
+    for spec in ("mfcc", str(tiny_checkpoint(tmp_path / "tiny.pt"))):
+        ours = demo.abx_within(featurizer(spec, "c"), utterances, items, max_size_group=4)
+        capsys.readouterr()
+        main(["abx", "--model", spec, "--audio", str(SAMPLE / "test"), str(items), "--speaker-mode", "within",
+              "--context-mode", "any", "--max-size-group", "4", "--json", "--quiet", "--device", "cpu"])
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed == {"within-any": ours} and 0 <= ours < 50, spec
