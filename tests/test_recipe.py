@@ -11,10 +11,10 @@ SAMPLE = "datasets/synthetic_speech/sample"
 def test_yaml_and_overrides_fill_nested_dataclasses(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("cpc_preset: paper\ncpc:\n  infonce: {negatives: 64}\noptim: {lr: 1e-3}\n")
-    config = load_config(recipe, ["data.batch_size=16", "cpc.model.encoder.kernels=[10, 8]", "optim.betas=[0.8, 0.9]"])
+    config = load_config(recipe, ["data.batch_size=16", "cpc.model.encoder.kernels=[10, 8, 4, 4, 2]", "optim.betas=[0.8, 0.9]"])
     assert config.cpc.model.encoder.channels == 512  # from the paper preset
     assert config.cpc.infonce.negatives == 64 and config.optim.lr == 1e-3 and config.data.batch_size == 16
-    assert config.cpc.model.encoder.kernels == (10, 8) and config.optim.betas == (0.8, 0.9)
+    assert config.cpc.model.encoder.kernels == (10, 8, 4, 4, 2) and config.optim.betas == (0.8, 0.9)
 
 
 def test_unknown_key_names_the_key_and_the_valid_choices():

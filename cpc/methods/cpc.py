@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from cpc.losses.infonce import InfoNCEConfig, chance_loss, info_nce, sample_negatives
-from cpc.losses.predictive import predictive_coding_loss
+# POLICIES and REGRESSION_LOSSES: the names a recipe's cpc section may choose (cpc.recipe.check reads them here).
+from cpc.losses.infonce import POLICIES, InfoNCEConfig, chance_loss, info_nce, sample_negatives
+from cpc.losses.predictive import REGRESSION_LOSSES, predictive_coding_loss
 from cpc.methods.base import Method
 from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base_config, cpc_paper_config, cpc_small_config,
                             cpc_video_config)
