@@ -9,21 +9,12 @@ from pathlib import Path
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.ingest import items_from_folder, items_from_manifest
+    from cpc.data.ingest import corpus_items
     from cpc.data.labels import read_alignments, read_splits
     from cpc.data.shards import write_splits
 
-    source = Path(args.source)
-    if source.is_dir():
-        items = items_from_folder(source, args.speaker_level)
-    elif source.is_file():
-        items = items_from_manifest(source)
-    else:
-        raise SystemExit(f"cpc shards: {source} is neither an audio folder nor a manifest file")
-    try:
-        splits = read_splits(args.split) if args.split else None
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"cpc shards: {error}") from None
+    items = corpus_items(args.source, args.speaker_level)
+    splits = read_splits(args.split) if args.split else None
     alignments = read_alignments(args.alignments) if args.alignments else None
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
                  sample_rate=args.sample_rate)

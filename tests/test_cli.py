@@ -1,7 +1,7 @@
 from cpc.cli import main
 
 
-def test_shards_command_from_folder(tmp_path):
+def test_shards_command_from_folder(tmp_path, capsys):
     import numpy as np
     import pytest
     import soundfile as sf
