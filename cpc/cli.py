@@ -31,37 +31,49 @@ def pretrain(args: argparse.Namespace) -> None:
 
 
 def extract(args: argparse.Namespace) -> None:
-    """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column."""
+    """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column.
+    Unreadable files are skipped and reported; an output folder holding files is refused unless --overwrite."""
     import json
 
     import numpy as np
     from tqdm import tqdm
 
     from cpc.checkpoint import load
-    from cpc.data.ingest import items_from_folder, load_audio
-    from cpc.devices import pick_device
+    from cpc.data.ingest import items_from_folder
     from cpc.data.labelled import load_utterances
-    from cpc.data.shards import npy_bytes, write_shards
-    from cpc.eval.features import extract_corpus
+    from cpc.data.shards import npy_bytes, resolve_shards, write_shards
+    from cpc.data.stages import SkipCounter
+    from cpc.devices import pick_device
+    from cpc.eval.features import extract_corpus, output_folder, read_files
 
+    out = Path(args.out)
+    earlier = output_folder(out, args.overwrite)
     model = load(args.checkpoint)
     if not args.int8:  # int8 kernels are CPU kernels
         model.to(pick_device(args.device))
     rate = model.config.sample_rate
     source = Path(args.input)
+    skips = SkipCounter()
+
+    def progress(inputs):  # the bar counts skipped files too; it starts once the settings have been checked
+        yield from tqdm(inputs, desc="extracting", unit="file", dynamic_ncols=True)
+
+    def from_shards():
+        loaded = load_utterances(args.input, rate)
+        skips.merge(loaded.skips.drain())
+        yield from ((u.key, u.wav) for u in progress(loaded))
+
     if source.is_dir() and not (source / "index.json").exists():
-        items = items_from_folder(source)
-        utterances = ((item.key, load_audio(item.path, rate)) for item in items)
+        utterances = read_files(progress(items_from_folder(source)), rate, skips)
     else:
-        utterances = ((u.key, u.wav) for u in load_utterances(args.input, rate))
+        resolve_shards(args.input)  # a wrong path fails now, before any work
+        utterances = from_shards()
+    features = extract_corpus(model, utterances, args.layer, args.batch, round(args.chunk_seconds * rate),
+                              args.precision, args.int8, skips)
+    for path in earlier:  # --overwrite: the earlier extraction's files go once this one is ready to write
+        path.unlink()
     dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
-    try:
-        features = extract_corpus(model, utterances, args.layer, args.batch, round(args.chunk_seconds * rate),
-                                  args.precision, args.int8)
-    except (ValueError, RuntimeError) as error:
-        raise SystemExit(f"cpc extract: {error}") from None
-    features = ((key, f.cpu().numpy().astype(dtype)) for key, f in tqdm(features, desc="extracting", unit="utt"))
-    out = Path(args.out)
+    features = ((key, f.cpu().numpy().astype(dtype)) for key, f in features)
     if args.format == "npy":
         out.mkdir(parents=True, exist_ok=True)
         count = 0
@@ -77,6 +89,8 @@ def extract(args: argparse.Namespace) -> None:
                    for key, array in features)
         index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
         print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
+    if skips.counts:
+        print(f"skipped: {skips.report()}")
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -189,12 +203,19 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint file or run folder")
     p.add_argument("input", help="shards (index, folder with index.json, pattern) or a folder of audio files")
-    p.add_argument("out")
-    p.add_argument("--layer", default="c", choices=["z", "c", "both"])
-    p.add_argument("--format", default="npy", choices=["npy", "shards"], help="shards: same keys and order")
-    p.add_argument("--dtype", default="float32", choices=["float16", "float32"])
+    p.add_argument("out", help="output folder, new or empty (see --overwrite): one KEY.npy per utterance, or shards")
+    p.add_argument("--layer", default="c", choices=["z", "c", "both"],
+                   help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated")
+    p.add_argument("--format", default="npy", choices=["npy", "shards"],
+                   help="npy: one file per utterance; shards: one tar column, same keys and order as the input")
+    p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
-    p.add_argument("--chunk-seconds", type=float, default=0.0, help="> 0: stream each file in chunks this long")
+    p.add_argument("--chunk-seconds", type=float, default=0.0,
+                   help="0: encode whole files; > 0: stream each file in chunks this long (bounded memory; at least "
+                        "one frame's context, 0.03 s for the bundled models)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an OUT that holds files: an earlier extraction's .npy, shard-*.tar and index.json "
+                        "there are deleted first, other files kept")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="float math: bf16 autocast is ~2x faster on CPUs with native bf16 (AVX-512 BF16, AMX)")
     p.add_argument("--int8", action="store_true",
