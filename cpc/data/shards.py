@@ -166,7 +166,7 @@ def read_index(path: str | os.PathLike) -> dict[str, Any]:
         index = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         where = f", line {error.lineno}, column {error.colno}" if isinstance(error, json.JSONDecodeError) else ""
-        raise ShardError(f"shard index {path} is not JSON ({path}{where}): write the shards again with "
+        raise ShardError(f"the shard index is not JSON ({path}{where}): write the shards again with "
                          "`cpc shards`") from None
     if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("shards"), list):
         found = index.get("format") if isinstance(index, dict) else type(index).__name__
@@ -192,8 +192,8 @@ def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
             urls = [u["url"] if "://" in u["url"] or u["url"].startswith(("/", "pipe:")) else str(path.parent / u["url"])
                     for u in index["shards"]]
             if not urls:
-                raise ShardError(f"shard index {path} lists no shards (an empty shard set): write the shards again "
-                                 "with `cpc shards`, from a source that has readable recordings")
+                raise ShardError(f"the shard index lists no shards, an empty shard set ({path}): write the shards "
+                                 "again with `cpc shards`, from a source that has readable recordings")
         else:
             import braceexpand
 
