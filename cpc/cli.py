@@ -100,16 +100,17 @@ def probe(args: argparse.Namespace) -> None:
 
     from cpc.checkpoint import CheckpointError
     from cpc.data.labelled import load_clips, load_utterances
+    from cpc.errors import UserError
     from cpc.eval.featurize import feature_name, featurizer
     from cpc.eval.plots import plot_confusion
-    from cpc.eval.probes import ProbeConfig, class_probe, frame_probe
+    from cpc.eval.probes import ProbeConfig, class_probe, coverage, describe, frame_probe, require_items
 
-    try:
-        load = load_clips if args.task == "clips" else load_utterances
-        train, test = load(args.train), load(args.test)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"cpc probe: {error}") from None
-    rate = getattr(train[0], "sample_rate", None) if train else None
+    load = load_clips if args.task == "clips" else load_utterances
+    train, test = load(args.train), load(args.test)
+    require_items(train, f"--train {args.train}")
+    require_items(test, f"--test {args.test}")
+    noun = "clips" if args.task == "clips" else "utterances"
+    rate = getattr(train[0], "sample_rate", None)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
@@ -126,21 +127,21 @@ def probe(args: argparse.Namespace) -> None:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
             features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate, device=args.device)
         except (ValueError, RuntimeError, CheckpointError) as error:
-            raise SystemExit(f"cpc probe: {spec}: {error}") from None
+            raise UserError(f"{error} (--features {spec})") from None
         name = feature_name(spec)
         for task, run in tasks[args.task].items():
             result = run(features)
             slug = task.replace(" ", "_")
             plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}")
+            covered = {split: coverage(items, result.scored[split], result.left_out[split])
+                       for split, items in (("test", test), ("train", train))}
             results.setdefault(spec, {})[task] = {
                 "accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy, "best_epoch": result.best_epoch,
-                "per_class": result.per_class, "left_out": result.problems}
+                "per_class": result.per_class, "left_out": result.problems, "coverage": covered}
             print(f"{spec:<40} {task:<12} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
                   f"epoch {result.best_epoch})", flush=True)
-            for problem in result.problems[:5]:
-                print(f"  left out: {problem}")
-            if len(result.problems) > 5:
-                print(f"  ... and {len(result.problems) - 5} more left out")
+            for split, covers in covered.items():
+                print(f"  {describe(covers, split, noun)}")
     if args.task != "clips":  # one task: keep the flat {spec: result} layout
         results = {spec: tasks_done[args.task] for spec, tasks_done in results.items()}
     (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
