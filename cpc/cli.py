@@ -187,7 +187,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE", help="key list of a split")
     p.add_argument("--speaker-level", type=int, default=1, help="folder levels above a file naming its speaker")
     p.add_argument("--max-seconds", type=float, default=30.0, help="longer recordings are cut into pieces")
-    p.add_argument("--shard-mb", type=float, default=500.0)
+    p.add_argument("--shard-mb", type=float, default=500.0, help="a new shard starts once one holds this many MB")
     p.add_argument("--sample-rate", type=int, default=CPCModelConfig.sample_rate,
                    help="recordings are resampled to this rate (the model's)")
     p.set_defaults(run=shards)
@@ -239,9 +239,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
     p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
     p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe (default: all)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--epochs", type=int, default=20, help="probe training epochs; the best on a dev tenth is kept")
+    p.add_argument("--lr", type=float, default=1e-3, help="probe learning rate (Adam)")
+    p.add_argument("--batch-size", type=int, default=512, help="frames (phones) or utterances per probe step")
     p.add_argument("--out", default="runs/probe", help="folder for the JSON results and confusion PNGs")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where models compute features (auto: CUDA when present)")
