@@ -104,7 +104,8 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
-        raise ValueError(f"cannot read audio {path}: {error}") from None
+        reason = str(error).replace(f"Error opening {str(path)!r}: ", "")  # the path is named once
+        raise ValueError(f"cannot read audio {path}: {reason}") from None
     mono = audio.mean(axis=1)
     if rate != sample_rate and len(mono):
         import torch
