@@ -94,3 +94,15 @@ def test_audio_is_read_at_the_models_rate_and_hop(tmp_path):
     rated = load_config("recipes/demo/cpc.yaml", ["cpc.model.sample_rate=8000"])
     stream = data_loader(rated, config.data.shards, train=False)
     assert next(iter(stream), None) is None  # every 16 kHz utterance skipped: the model reads 8 kHz
+
+
+def test_a_setting_that_cannot_work_names_where_it_was_set(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("cpc_preset: small\ndata: {window: 3000}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(recipe)
+    assert str(caught.value) == (f"data.window 3000 must be a multiple of the model's hop 160 ({recipe}): use 2880 or "
+                                 "3040 samples (the hop is the product of cpc.model.encoder.strides)")
+    with pytest.raises(ConfigError) as caught:  # K comes from the preset, the window from the recipe
+        load_config(recipe, ["data.window=640"])
+    assert "(--set data.window=640, cpc_preset 'small'): use a window of at least 800 samples" in str(caught.value)
