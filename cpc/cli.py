@@ -112,7 +112,6 @@ def probe(args: argparse.Namespace) -> None:
     noun = "clips" if args.task == "clips" else "utterances"
     rate = getattr(train[0], "sample_rate", None)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size)
     tasks = {"phones": {"phones": lambda f: frame_probe(train, test, f, args.classes, config)},
@@ -132,6 +131,7 @@ def probe(args: argparse.Namespace) -> None:
         for task, run in tasks[args.task].items():
             result = run(features)
             slug = task.replace(" ", "_")
+            out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
             plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}")
             covered = {split: coverage(items, result.scored[split], result.left_out[split])
                        for split, items in (("test", test), ("train", train))}

@@ -334,7 +334,9 @@ def test_probe_reports_what_it_scored_of_the_index_and_why_the_rest_was_left_out
     before = checksums(tmp_path)
     probe = ["probe", "phones", "--train", SAMPLE / "test", "--features", "mfcc", "--epochs", "1"]
     results = cli.run_all({"broken": [*probe, "--test", broken, "--out", tmp_path / "out"],
-                           "empty": [*probe, "--test", tmp_path / "empty", "--out", tmp_path / "out2"]})
+                           "empty": [*probe, "--test", tmp_path / "empty", "--out", tmp_path / "out2"],
+                           "checkpoint": ["probe", "phones", "--train", SAMPLE / "test", "--test", SAMPLE / "test",
+                                          "--features", tmp_path / "gone.pt", "--out", tmp_path / "out3"]})
     scored = len(load_utterances(broken))
     total = json.loads((SAMPLE / "test" / "index.json").read_text())["samples"]
     assert results["broken"].returncode == 0, results["broken"].stderr
@@ -348,7 +350,9 @@ def test_probe_reports_what_it_scored_of_the_index_and_why_the_rest_was_left_out
     one_line(results["empty"], "probe", f"the shard index lists no shards, an empty shard set "
                                         f"({tmp_path / 'empty' / 'index.json'}): write the shards again with "
                                         "`cpc shards`, from a source that has readable recordings")
-    assert not (tmp_path / "out2").exists()
+    one_line(results["checkpoint"], "probe", f"checkpoint {tmp_path / 'gone.pt'} does not exist (--features "
+                                             f"{tmp_path / 'gone.pt'})")
+    assert not (tmp_path / "out2").exists() and not (tmp_path / "out3").exists()
     assert {k: v for k, v in checksums(tmp_path).items() if "/out/" not in k} == before
 
 
