@@ -126,7 +126,8 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         what = error.problem or error.context
         if error.context and error.context_mark and error.problem_mark:  # e.g. a list opened there, never closed
             what += f" {error.context} opened at {at(error.context_mark)}"
-        raise ConfigError(f"broken YAML: {what} ({path}{', ' + at(mark) if mark else ''}): fix the syntax there") from None
+        where = f"{path}, {at(mark)}" if mark else str(path)
+        raise ConfigError(f"broken YAML: {what} ({where}): fix the syntax there") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"broken YAML: {error} ({path}): fix the syntax") from None
     if data is None:

@@ -239,8 +239,9 @@ def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = Fal
     """Train as the config says; errors in paths and settings surface before the first step."""
     check(config)  # a config built in code gets the checks load_config gives a recipe
     if not config.data.shards:
-        raise configs.ConfigError("data.shards is not set (the recipe and --set leave it empty): point it at shards "
-                                  "written by `cpc shards`, e.g. --set data.shards=datasets/synthetic_speech/sample/train")
+        raise configs.ConfigError("data.shards is not set (the recipe and --set leave it empty): point it at "
+                                  "shards written by `cpc shards`, e.g. "
+                                  "--set data.shards=datasets/synthetic_speech/sample/train")
     resolve_shards(config.data.shards)  # a missing path fails here, naming it
     if config.val_shards:
         resolve_shards(config.val_shards)

@@ -76,8 +76,9 @@ def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], cont
         xs.append(x[keep])
         ys.append(y[keep])
     if not xs:
-        raise ProbeError("no utterance with usable frame labels in this split" + (f" ({'; '.join(problems[-3:])})" if problems else "")
-                         + ": check that the alignments match the audio (one label per 10 ms frame)")
+        shown = f" ({'; '.join(problems[-3:])})" if problems else ""
+        raise ProbeError(f"no utterance with usable frame labels in this split{shown}: check that the alignments "
+                         "match the audio (one label per 10 ms frame)")
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -167,7 +168,8 @@ def class_probe(train: list, test: list, features, label, config: ProbeConfig = 
     sets = [(pooled([features(u.inputs) for u in part]), torch.tensor([index[label(u)] for u in part]))
             for part in (fit, dev, test)]
     result = train_probe(*sets, classes=len(classes), config=config)
-    result.scored, result.left_out = {"train": len(train), "test": len(test)}, {"train": SkipCounter(), "test": SkipCounter()}
+    result.scored = {"train": len(train), "test": len(test)}
+    result.left_out = {"train": SkipCounter(), "test": SkipCounter()}
     return result
 
 
