@@ -13,6 +13,10 @@ see the future, so it takes them as `stats` (computed from the file, or from a c
 
 Each way takes `precision` ("fp32", or "bf16" autocast) and works unchanged with a model whose encoder runs in
 int8 (`cpc.models.int8.int8_model`): the fastest CPU extraction.
+
+A whole corpus goes through `extract_corpus`, which checks its settings before the first file and skips (and
+counts) what cannot be encoded; `read_files` reads audio files the same way, and `output_folder` keeps the
+results of two extractions from mixing in one folder.
 """
 
 from __future__ import annotations
