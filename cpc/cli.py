@@ -10,21 +10,12 @@ from pathlib import Path
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.ingest import items_from_folder, items_from_manifest
+    from cpc.data.ingest import corpus_items
     from cpc.data.labels import read_alignments, read_splits
     from cpc.data.shards import write_splits
 
-    source = Path(args.source)
-    if source.is_dir():
-        items = items_from_folder(source, args.speaker_level)
-    elif source.is_file():
-        items = items_from_manifest(source)
-    else:
-        raise SystemExit(f"cpc shards: {source} is neither an audio folder nor a manifest file")
-    try:
-        splits = read_splits(args.split) if args.split else None
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"cpc shards: {error}") from None
+    items = corpus_items(args.source, args.speaker_level)
+    splits = read_splits(args.split) if args.split else None
     alignments = read_alignments(args.alignments) if args.alignments else None
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
                  sample_rate=args.sample_rate)
@@ -42,37 +33,49 @@ def pretrain(args: argparse.Namespace) -> None:
 
 
 def extract(args: argparse.Namespace) -> None:
-    """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column."""
+    """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column.
+    Unreadable files are skipped and reported; an output folder holding files is refused unless --overwrite."""
     import json
 
     import numpy as np
     from tqdm import tqdm
 
     from cpc.checkpoint import load
-    from cpc.data.ingest import items_from_folder, load_audio
-    from cpc.devices import pick_device
+    from cpc.data.ingest import items_from_folder
     from cpc.data.labelled import load_utterances
-    from cpc.data.shards import npy_bytes, write_shards
-    from cpc.eval.features import extract_corpus
+    from cpc.data.shards import npy_bytes, resolve_shards, write_shards
+    from cpc.data.stages import SkipCounter
+    from cpc.devices import pick_device
+    from cpc.eval.features import extract_corpus, output_folder, read_files
 
+    out = Path(args.out)
+    earlier = output_folder(out, args.overwrite)
     model = load(args.checkpoint)
     if not args.int8:  # int8 kernels are CPU kernels
         model.to(pick_device(args.device))
     rate = model.config.sample_rate
     source = Path(args.input)
+    skips = SkipCounter()
+
+    def progress(inputs):  # the bar counts skipped files too; it starts once the settings have been checked
+        yield from tqdm(inputs, desc="extracting", unit="file", dynamic_ncols=True)
+
+    def from_shards():
+        loaded = load_utterances(args.input, rate)
+        skips.merge(loaded.skips.drain())
+        yield from ((u.key, u.wav) for u in progress(loaded))
+
     if source.is_dir() and not (source / "index.json").exists():
-        items = items_from_folder(source)
-        utterances = ((item.key, load_audio(item.path, rate)) for item in items)
+        utterances = read_files(progress(items_from_folder(source)), rate, skips)
     else:
-        utterances = ((u.key, u.wav) for u in load_utterances(args.input, rate))
+        resolve_shards(args.input)  # a wrong path fails now, before any work
+        utterances = from_shards()
+    features = extract_corpus(model, utterances, args.layer, args.batch, round(args.chunk_seconds * rate),
+                              args.precision, args.int8, skips)
+    for path in earlier:  # --overwrite: the earlier extraction's files go once this one is ready to write
+        path.unlink()
     dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
-    try:
-        features = extract_corpus(model, utterances, args.layer, args.batch, round(args.chunk_seconds * rate),
-                                  args.precision, args.int8)
-    except (ValueError, RuntimeError) as error:
-        raise SystemExit(f"cpc extract: {error}") from None
-    features = ((key, f.cpu().numpy().astype(dtype)) for key, f in tqdm(features, desc="extracting", unit="utt"))
-    out = Path(args.out)
+    features = ((key, f.cpu().numpy().astype(dtype)) for key, f in features)
     if args.format == "npy":
         out.mkdir(parents=True, exist_ok=True)
         count = 0
@@ -88,6 +91,8 @@ def extract(args: argparse.Namespace) -> None:
                    for key, array in features)
         index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
         print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
+    if skips.counts:
+        print(f"skipped: {skips.report()}")
 
 
 def probe(args: argparse.Namespace) -> None:
@@ -97,18 +102,18 @@ def probe(args: argparse.Namespace) -> None:
 
     from cpc.checkpoint import CheckpointError
     from cpc.data.labelled import load_clips, load_utterances
+    from cpc.errors import UserError
     from cpc.eval.featurize import feature_name, featurizer
     from cpc.eval.plots import plot_confusion
-    from cpc.eval.probes import ProbeConfig, class_probe, frame_probe
+    from cpc.eval.probes import ProbeConfig, class_probe, coverage, describe, frame_probe, require_items
 
-    try:
-        load = load_clips if args.task == "clips" else load_utterances
-        train, test = load(args.train), load(args.test)
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(f"cpc probe: {error}") from None
-    rate = getattr(train[0], "sample_rate", None) if train else None
+    load = load_clips if args.task == "clips" else load_utterances
+    train, test = load(args.train), load(args.test)
+    require_items(train, f"--train {args.train}")
+    require_items(test, f"--test {args.test}")
+    noun = "clips" if args.task == "clips" else "utterances"
+    rate = getattr(train[0], "sample_rate", None)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size)
     tasks = {"phones": {"phones": lambda f: frame_probe(train, test, f, args.classes, config)},
@@ -123,21 +128,22 @@ def probe(args: argparse.Namespace) -> None:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
             features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate, device=args.device)
         except (ValueError, RuntimeError, CheckpointError) as error:
-            raise SystemExit(f"cpc probe: {spec}: {error}") from None
+            raise UserError(f"{error} (--features {spec})") from None
         name = feature_name(spec)
         for task, run in tasks[args.task].items():
             result = run(features)
             slug = task.replace(" ", "_")
+            out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
             plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}")
+            covered = {split: coverage(items, result.scored[split], result.left_out[split])
+                       for split, items in (("test", test), ("train", train))}
             results.setdefault(spec, {})[task] = {
                 "accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy, "best_epoch": result.best_epoch,
-                "per_class": result.per_class, "left_out": result.problems}
+                "per_class": result.per_class, "left_out": result.problems, "coverage": covered}
             print(f"{spec:<40} {task:<12} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
                   f"epoch {result.best_epoch})", flush=True)
-            for problem in result.problems[:5]:
-                print(f"  left out: {problem}")
-            if len(result.problems) > 5:
-                print(f"  ... and {len(result.problems) - 5} more left out")
+            for split, covers in covered.items():
+                print(f"  {describe(covers, split, noun)}")
     if args.task != "clips":  # one task: keep the flat {spec: result} layout
         results = {spec: tasks_done[args.task] for spec, tasks_done in results.items()}
     (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
@@ -297,7 +303,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE", help="key list of a split")
     p.add_argument("--speaker-level", type=int, default=1, help="folder levels above a file naming its speaker")
     p.add_argument("--max-seconds", type=float, default=30.0, help="longer recordings are cut into pieces")
-    p.add_argument("--shard-mb", type=float, default=500.0)
+    p.add_argument("--shard-mb", type=float, default=500.0, help="a new shard starts once one holds this many MB")
     p.add_argument("--sample-rate", type=int, default=CPCModelConfig.sample_rate,
                    help="recordings are resampled to this rate (the model's)")
     p.set_defaults(run=shards)
@@ -314,12 +320,19 @@ def parser() -> argparse.ArgumentParser:
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint file or run folder")
     p.add_argument("input", help="shards (index, folder with index.json, pattern) or a folder of audio files")
-    p.add_argument("out")
-    p.add_argument("--layer", default="c", choices=["z", "c", "both"])
-    p.add_argument("--format", default="npy", choices=["npy", "shards"], help="shards: same keys and order")
-    p.add_argument("--dtype", default="float32", choices=["float16", "float32"])
+    p.add_argument("out", help="output folder, new or empty (see --overwrite): one KEY.npy per utterance, or shards")
+    p.add_argument("--layer", default="c", choices=["z", "c", "both"],
+                   help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated")
+    p.add_argument("--format", default="npy", choices=["npy", "shards"],
+                   help="npy: one file per utterance; shards: one tar column, same keys and order as the input")
+    p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
-    p.add_argument("--chunk-seconds", type=float, default=0.0, help="> 0: stream each file in chunks this long")
+    p.add_argument("--chunk-seconds", type=float, default=0.0,
+                   help="0: encode whole files; > 0: stream each file in chunks this long (bounded memory; at least "
+                        "one frame's context, 0.03 s for the bundled models)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="write into an OUT that holds files: an earlier extraction's .npy, shard-*.tar and index.json "
+                        "there are deleted first, other files kept")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="float math: bf16 autocast is ~2x faster on CPUs with native bf16 (AVX-512 BF16, AMX)")
     p.add_argument("--int8", action="store_true",
@@ -342,9 +355,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
     p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
     p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe (default: all)")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--epochs", type=int, default=20, help="probe training epochs; the best on a dev tenth is kept")
+    p.add_argument("--lr", type=float, default=1e-3, help="probe learning rate (Adam)")
+    p.add_argument("--batch-size", type=int, default=512, help="frames (phones) or utterances per probe step")
     p.add_argument("--out", default="runs/probe", help="folder for the JSON results and confusion PNGs")
     p.add_argument("--device", default="auto", choices=DEVICES,
                    help="where models compute features (auto: CUDA when present)")
@@ -361,9 +374,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--audio", help="with --model: audio shards or an audio folder holding the item file's files")
     p.add_argument("--layer", help="with --model: z, c (default) or both; FEATURES shards: the member to read "
                    "(default: what their metadata says)")
-    p.add_argument("--speaker-mode", default="both", choices=["within", "across", "both"])
-    p.add_argument("--context-mode", default="both", choices=["within", "any", "both"])
-    p.add_argument("--distance", default="cosine", choices=["cosine", "euclidean", "kl", "kl_symmetric"])
+    p.add_argument("--speaker-mode", default="both", choices=["within", "across", "both"],
+                   help="within: A, B, X from one speaker; across: X from another speaker")
+    p.add_argument("--context-mode", default="both", choices=["within", "any", "both"],
+                   help="within: A, B, X share the phone context; any: context ignored")
+    p.add_argument("--distance", default="cosine", choices=["cosine", "euclidean", "kl", "kl_symmetric"],
+                   help="frame distance inside the DTW (cosine: angular, the reference's default)")
     p.add_argument("--feature-size", type=float, help="frame shift in seconds (default: the model's hop, what the "
                    "shards record, else 0.01)")
     p.add_argument("--max-size-group", type=int, default=10, help="items drawn per (context, speaker, phone)")
@@ -374,17 +390,18 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(run=abx)
     p = commands.add_parser("units", help="discrete units: k-means of a model's frames (fit), unit sequences (apply)")
-    actions = p.add_subparsers(dest="action", required=True)
+    actions = p.add_subparsers(dest="action", required=True, help="fit: learn the units; apply: write unit sequences")
     q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)")
     q.add_argument("model", help="a checkpoint or run folder (or mfcc, logmel)")
     q.add_argument("audio", help="audio shards or an audio folder to take frames from")
     q.add_argument("--k", type=int, default=50, help="number of units")
-    q.add_argument("--layer", default="c", choices=["z", "c", "both"])
+    q.add_argument("--layer", default="c", choices=["z", "c", "both"], help="the frames clustered: z, c or both")
     q.add_argument("--max-frames", type=int, default=1_000_000, help="a uniform sample of at most this many frames")
     q.add_argument("--epochs", type=int, default=20, help="passes over the sampled frames")
     q.add_argument("--batch-size", type=int, default=10000, help="frames per minibatch (torch backend)")
-    q.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"])
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--backend", default="auto", choices=["auto", "torch", "faiss"],
+                   help="auto: faiss when importable, else torch")
+    q.add_argument("--seed", type=int, default=0, help="k-means++ seeding and minibatch order")
     q.add_argument("--out", help="the units file (default: units-k<K>-<layer>.pt beside the checkpoint)")
     q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column")
     q.add_argument("units", help="a units file written by cpc units fit")

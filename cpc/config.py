@@ -96,7 +96,12 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw) if raw else ""
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as error:
+            problem = getattr(error, "problem", None) or type(error).__name__
+            raise ConfigError(f"--set {override}: the value is not valid YAML ({problem}): quote a string, e.g. "
+                              f"--set '{key}=\"{raw}\"'") from None
     return tree
 
 
@@ -108,12 +113,28 @@ def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A recipe file's mapping of keys; a missing or empty file, broken YAML (named by line and column) or a
+    top level that is not a mapping is a ConfigError."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    data = yaml.safe_load(path.read_text()) or {}
+        raise ConfigError(f"config file {path} does not exist: check the path (e.g. recipes/demo/cpc.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.MarkedYAMLError as error:
+        at = lambda mark: f"line {mark.line + 1}, column {mark.column + 1}"
+        mark = error.problem_mark or error.context_mark
+        what = error.problem or error.context
+        if error.context and error.context_mark and error.problem_mark:  # e.g. a list opened there, never closed
+            what += f" {error.context} opened at {at(error.context_mark)}"
+        where = f"{path}, {at(mark)}" if mark else str(path)
+        raise ConfigError(f"broken YAML: {what} ({where}): fix the syntax there") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"broken YAML: {error} ({path}): fix the syntax") from None
+    if data is None:
+        raise ConfigError(f"the config file is empty ({path}): write its settings as a mapping, e.g. `method: cpc`")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys")
+        raise ConfigError(f"the config file's top level is a {type(data).__name__}, not a mapping of keys ({path}): "
+                          "write it as `key: value` lines, e.g. `method: cpc`")
     return data
 
 

@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Union
+from typing import Callable, Union
 
 import torch
 
 from cpc import config as configs
 from cpc.data.audio import AudioDataConfig, audio_stream
-from cpc.data.images import ImageDataConfig, TwoViews, image_stream
+from cpc.data.images import VIEW_RECIPES, ImageDataConfig, TwoViews, image_stream
 from cpc.data.shards import resolve_shards
 from cpc.data.stages import Stream, loader
 from cpc.data.video import VideoDataConfig, video_stream
+from cpc.devices import DEVICES
 from cpc.methods import METHODS, BarlowTwinsConfig, BYOLConfig, CPCConfig, Method, MoCoConfig, SimCLRConfig, cpc_preset
-from cpc.train.optim import OptimConfig
-from cpc.train.trainer import Trainer, TrainConfig
+from cpc.methods.cpc import POLICIES, REGRESSION_LOSSES
+from cpc.models.autoregressive import AR_KINDS
+from cpc.models.cpc import MODALITIES, REGRESSION_TARGETS
+from cpc.models.encoders import NORMS
+from cpc.models.heads import PREDICTOR_KINDS
+from cpc.train.optim import OPTIMISERS, SCHEDULES, OptimConfig
+from cpc.train.trainer import PRECISIONS, Trainer, TrainConfig
 
 DATA_CONFIGS = {"audio": AudioDataConfig, "video": VideoDataConfig, "images": ImageDataConfig}
 
@@ -44,9 +50,10 @@ class PretrainConfig:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), data: dict | None = None) -> PretrainConfig:
-    """Recipe YAML (or a dict) + `--set` overrides -> PretrainConfig, the CPC preset applied first."""
-    tree = configs.merge(configs.read_yaml(path) if path is not None else dict(data or {}),
-                         configs.parse_overrides(list(overrides)))
+    """Recipe YAML (or a dict) + `--set` overrides -> PretrainConfig, the CPC preset applied first, then checked
+    (`check`): a setting that cannot work fails here, naming where it was set."""
+    recipe = configs.read_yaml(path) if path is not None else dict(data or {})
+    tree = configs.merge(recipe, configs.parse_overrides(list(overrides)))
     cpc_section, data_section = tree.pop("cpc", {}), tree.pop("data", {})
     config = configs.from_dict(PretrainConfig, tree)
     if config.method not in METHODS:
@@ -56,7 +63,120 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
     except ValueError as error:
         raise configs.ConfigError(f"cpc_preset: {error}") from None
     config = replace(config, cpc=configs.from_dict(CPCConfig, cpc_section, base=base, where="cpc"))
-    return replace(config, data=configs.from_dict(DATA_CONFIGS[data_kind(config)], data_section, where="data"))
+    config = replace(config, data=configs.from_dict(DATA_CONFIGS[data_kind(config)], data_section, where="data"))
+    check(config, origins(path if path is not None else "the config", recipe, list(overrides), config.cpc_preset))
+    return config
+
+
+def origins(source: str | Path, recipe: dict, overrides: list[str], preset: str) -> Callable[[str], str]:
+    """dotted key -> where its value came from: the `--set` that gave it, the recipe file, the CPC preset or the
+    dataclass default."""
+    given = configs.flatten(recipe)
+
+    def origin(key: str) -> str:
+        for override in reversed(overrides):
+            name = override.partition("=")[0]
+            if key == name or key.startswith(name + "."):
+                return f"--set {override}"
+        if any(key == k or key.startswith(k + ".") for k in given):
+            return str(source)
+        return f"cpc_preset {preset!r}" if key.startswith("cpc.") else "the default"
+
+    return origin
+
+
+class Rules:
+    """Checks over one config; a failure is a ConfigError `what (where it was set): how to fix it`."""
+
+    def __init__(self, config: PretrainConfig, origin: Callable[[str], str]):
+        self.config, self.origin = config, origin
+
+    def value(self, key: str):
+        node = self.config
+        for part in key.split("."):
+            node = getattr(node, part)
+        return node
+
+    def fail(self, keys: list[str], what: str, fix: str) -> None:
+        where = ", ".join(dict.fromkeys(self.origin(k) for k in keys))
+        raise configs.ConfigError(f"{what} ({where}): {fix}")
+
+    def at_least(self, low: float, *keys: str) -> None:
+        for key in keys:
+            if self.value(key) is not None and not self.value(key) >= low:
+                self.fail([key], f"{key} is {self.value(key)!r}", f"it must be >= {low}")
+
+    def positive(self, *keys: str) -> None:
+        for key in keys:
+            if self.value(key) is not None and not self.value(key) > 0:
+                self.fail([key], f"{key} is {self.value(key)!r}", "it must be > 0")
+
+    def one_of(self, key: str, names) -> None:
+        if self.value(key) not in names:
+            self.fail([key], f"unknown {key} {self.value(key)!r}", f"choose one of {', '.join(map(str, names))}")
+
+
+def check(config: PretrainConfig, origin: Callable[[str], str] = lambda key: "the config") -> None:
+    """A ConfigError for the first setting that cannot work, before anything is built or read: counts and rates
+    in range, names among the known ones, and the cross-field rules (a window of whole model frames, at least
+    K + 1 of them). `origin(key)` says where a value was set."""
+    rules = Rules(config, origin)
+    rules.at_least(1, "data.batch_size", "data.prefetch", "data.open_shards", "train.steps", "train.checkpoint_every",
+                   "train.log_every", "train.max_bad_steps", "optim.accumulate")
+    rules.at_least(0, "data.num_workers", "train.keep_checkpoints", "train.validate_every",
+                   "train.validation_batches", "train.malloc_trim_mb", "optim.warmup_steps", "optim.weight_decay")
+    rules.positive("optim.lr", "optim.grad_clip", "train.dist_timeout_minutes")
+    if not 0 <= config.optim.min_lr_ratio <= 1:
+        rules.fail(["optim.min_lr_ratio"], f"optim.min_lr_ratio is {config.optim.min_lr_ratio!r}",
+                   "it must lie in [0, 1]")
+    rules.one_of("optim.name", OPTIMISERS)
+    rules.one_of("optim.schedule", SCHEDULES)
+    rules.one_of("train.precision", PRECISIONS)
+    rules.one_of("train.device", DEVICES)
+    kind = data_kind(config)
+    if kind == "images":
+        rules.at_least(1, "data.size")
+        rules.one_of("data.views", ("", *VIEW_RECIPES))
+    else:
+        check_cpc(config, kind, rules)
+
+
+def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
+    """The CPC section's rules, and what each window must hold: whole model frames, at least K + 1 of them."""
+    model = config.cpc.model
+    rules.one_of("cpc.model.modality", MODALITIES)
+    rules.one_of("cpc.model.predictor.kind", PREDICTOR_KINDS)
+    rules.one_of("cpc.model.regression_target", REGRESSION_TARGETS)
+    rules.one_of("cpc.model.ar.kind", AR_KINDS)
+    rules.one_of("cpc.infonce.policy", POLICIES)
+    rules.one_of("cpc.regression_loss", REGRESSION_LOSSES)
+    rules.at_least(1, "cpc.model.predictor.steps", "cpc.infonce.negatives", "cpc.model.ar.dim", "cpc.model.ar.layers")
+    rules.positive("cpc.infonce.temperature")
+    rules.at_least(0, "data.shuffle_samples", "data.shuffle_windows")
+    steps, window = model.predictor.steps, config.data.window
+    if kind == "video":
+        if window < steps + 1:
+            rules.fail(["data.window", "cpc.model.predictor.steps"],
+                       f"data.window {window} frames is too short for K = {steps} prediction steps "
+                       "(cpc.model.predictor.steps)", f"use a window of at least {steps + 1} frames, or a smaller K")
+        return
+    rules.one_of("cpc.model.encoder.norm", NORMS)
+    rules.one_of("data.group", (None, "speaker", "sequence"))
+    kernels, strides = model.encoder.kernels, model.encoder.strides
+    if len(kernels) != len(strides) or not strides or min(kernels + strides) < 1:
+        rules.fail(["cpc.model.encoder.kernels", "cpc.model.encoder.strides"],
+                   f"encoder kernels {list(kernels)} and strides {list(strides)} do not pair up",
+                   "give one kernel and one stride (each >= 1) per conv layer")
+    hop = model.hop
+    if window < 1 or window % hop:
+        lower, upper = max(hop, window // hop * hop), (window // hop + 1) * hop
+        rules.fail(["data.window"], f"data.window {window} must be a multiple of the model's hop {hop}",
+                   f"use {lower} or {upper} samples (the hop is the product of cpc.model.encoder.strides)")
+    if window // hop < steps + 1:
+        rules.fail(["data.window", "cpc.model.predictor.steps"],
+                   f"data.window {window} holds {window // hop} frames of {hop} samples, too few for K = {steps} "
+                   "prediction steps (cpc.model.predictor.steps)",
+                   f"use a window of at least {(steps + 1) * hop} samples ({steps + 1} frames), or a smaller K")
 
 
 def method_config(config: PretrainConfig):
@@ -117,11 +237,19 @@ def data_loader(config: PretrainConfig, shards, train: bool, start: int = 0,
 
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
     """Train as the config says; errors in paths and settings surface before the first step."""
+    check(config)  # a config built in code gets the checks load_config gives a recipe
+    if not config.data.shards:
+        raise configs.ConfigError("data.shards is not set (the recipe and --set leave it empty): point it at "
+                                  "shards written by `cpc shards`, e.g. "
+                                  "--set data.shards=datasets/synthetic_speech/sample/train")
     resolve_shards(config.data.shards)  # a missing path fails here, naming it
     if config.val_shards:
         resolve_shards(config.val_shards)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank and in every rerun
-    method = build_method(config)
+    try:
+        method = build_method(config)
+    except ValueError as error:  # the model and method constructors check the settings `check` does not know
+        raise configs.ConfigError(f"{error} (the {config.method} section): change that setting") from None
     train_data = lambda start, segment: data_loader(config, config.data.shards, True, start, segment)
     val_data = (lambda: data_loader(config, config.val_shards, False)) if config.val_shards else None
     trainer = Trainer(method, train_data, config.optim, config.train, val_data, run_config=configs.to_dict(config))

@@ -3,7 +3,7 @@ from pathlib import Path
 from cpc.cli import main
 
 
-def test_shards_command_from_folder(tmp_path):
+def test_shards_command_from_folder(tmp_path, capsys):
     import numpy as np
     import pytest
     import soundfile as sf
@@ -15,8 +15,12 @@ def test_shards_command_from_folder(tmp_path):
         sf.write(tmp_path / "in" / speaker / "a.wav", np.zeros(8000, np.float32), 8000)
     main(["shards", str(tmp_path / "in"), str(tmp_path / "out")])
     assert len(resolve_shards(tmp_path / "out")) == 1
-    with pytest.raises(SystemExit, match="neither an audio folder nor a manifest"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
         main(["shards", str(tmp_path / "missing"), str(tmp_path / "out2")])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == (f"cpc shards: {tmp_path / 'missing'} does not exist: give a folder of audio "
+                                       "files or a TSV manifest (header row with path and speaker columns)\n")
 
 
 def test_probe_command_on_the_bundled_corpus(tmp_path):
@@ -63,14 +67,19 @@ def test_extract_command_npy_and_shards_keep_keys_order_and_frames(tmp_path):
     assert keys == [u.key for u in utterances]
 
 
-def test_extract_command_refuses_int8_for_channel_norm(tmp_path):
+def test_extract_command_refuses_int8_for_channel_norm(tmp_path, capsys):
     import pytest
 
     main(["pretrain", "recipes/demo/cpc.yaml", "--set", "train.steps=1", "--set", f"train.out={tmp_path / 'run'}",
           "--set", "data.window=3200", "--set", "val_shards=", "--set", "train.progress=false",
           "--set", "cpc.model.encoder.norm=channel"])
-    with pytest.raises(SystemExit, match="cpc extract: int8 encoding needs an encoder with BatchNorm"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
         main(["extract", str(tmp_path / "run"), "datasets/synthetic_speech/sample/test", str(tmp_path / "x"), "--int8"])
+    assert exited.value.code == 2
+    assert capsys.readouterr().err == ("cpc extract: int8 encoding needs an encoder with BatchNorm or no norm (folded "
+                                       "into the convs); this one has 'channel' norm, which depends on each input "
+                                       "(--int8): use fp32 or bf16\n")
     assert not (tmp_path / "x").exists()  # failed before writing anything
 
 

@@ -11,10 +11,10 @@ SAMPLE = "datasets/synthetic_speech/sample"
 def test_yaml_and_overrides_fill_nested_dataclasses(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("cpc_preset: paper\ncpc:\n  infonce: {negatives: 64}\noptim: {lr: 1e-3}\n")
-    config = load_config(recipe, ["data.batch_size=16", "cpc.model.encoder.kernels=[10, 8]", "optim.betas=[0.8, 0.9]"])
+    config = load_config(recipe, ["data.batch_size=16", "cpc.model.encoder.kernels=[10, 8, 4, 4, 2]", "optim.betas=[0.8, 0.9]"])
     assert config.cpc.model.encoder.channels == 512  # from the paper preset
     assert config.cpc.infonce.negatives == 64 and config.optim.lr == 1e-3 and config.data.batch_size == 16
-    assert config.cpc.model.encoder.kernels == (10, 8) and config.optim.betas == (0.8, 0.9)
+    assert config.cpc.model.encoder.kernels == (10, 8, 4, 4, 2) and config.optim.betas == (0.8, 0.9)
 
 
 def test_unknown_key_names_the_key_and_the_valid_choices():
@@ -94,3 +94,15 @@ def test_audio_is_read_at_the_models_rate_and_hop(tmp_path):
     rated = load_config("recipes/demo/cpc.yaml", ["cpc.model.sample_rate=8000"])
     stream = data_loader(rated, config.data.shards, train=False)
     assert next(iter(stream), None) is None  # every 16 kHz utterance skipped: the model reads 8 kHz
+
+
+def test_a_setting_that_cannot_work_names_where_it_was_set(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("cpc_preset: small\ndata: {window: 3000}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(recipe)
+    assert str(caught.value) == (f"data.window 3000 must be a multiple of the model's hop 160 ({recipe}): use 2880 or "
+                                 "3040 samples (the hop is the product of cpc.model.encoder.strides)")
+    with pytest.raises(ConfigError) as caught:  # K comes from the preset, the window from the recipe
+        load_config(recipe, ["data.window=640"])
+    assert "(--set data.window=640, cpc_preset 'small'): use a window of at least 800 samples" in str(caught.value)

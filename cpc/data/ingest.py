@@ -13,6 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from cpc.data.labels import safe_key
+from cpc.errors import UserError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au")
 
@@ -27,6 +28,21 @@ class AudioItem:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
+class IngestError(UserError, ValueError):
+    """A corpus on disk that cannot become shards as given: a missing source, manifest column or file."""
+
+
+def corpus_items(source: str | os.PathLike, speaker_level: int = 1) -> list[AudioItem]:
+    """The recordings of an audio folder (`items_from_folder`) or a TSV manifest (`items_from_manifest`)."""
+    source = Path(source)
+    if source.is_dir():
+        return items_from_folder(source, speaker_level)
+    if source.is_file():
+        return items_from_manifest(source)
+    raise IngestError(f"{source} does not exist: give a folder of audio files or a TSV manifest "
+                      "(header row with path and speaker columns)")
+
+
 def items_from_folder(root: str | os.PathLike, speaker_level: int = 1) -> list[AudioItem]:
     """Every audio file under `root` (sorted); speaker = the name of the folder `speaker_level` levels up."""
     root = Path(root)
@@ -39,45 +55,59 @@ def items_from_folder(root: str | os.PathLike, speaker_level: int = 1) -> list[A
         speaker = parents[speaker_level - 1].name if 0 < speaker_level <= len(parents) - 1 else ""
         items.append(AudioItem(str(path), speaker, safe_key(str(relative.with_suffix("")))))
     if not items:
-        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}")
+        raise IngestError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) under {root}: point at the folder that "
+                          "holds the recordings (searched recursively)")
     return items
 
 
 def items_from_manifest(path: str | os.PathLike) -> list[AudioItem]:
     """A TSV with a header row: `path` and `speaker` columns required, any other columns kept as metadata.
-    Relative paths are taken relative to the manifest's folder."""
+    Relative paths are taken relative to the manifest's folder. Every listed file must exist."""
     path = Path(path)
+    if not path.is_file():
+        raise IngestError(f"manifest {path} does not exist: check the path")
     lines = path.read_text().splitlines()
-    if not lines:
-        raise ValueError(f"manifest {path} is empty")
+    if not any(line.strip() for line in lines):
+        raise IngestError(f"manifest {path} is empty: write a header row (path, speaker, tab-separated), then one "
+                          "row per recording")
     header = lines[0].split("\t")
-    missing = {"path", "speaker"} - set(header)
+    missing = [c for c in ("path", "speaker") if c not in header]
     if missing:
-        raise ValueError(f"manifest {path}: header {header} lacks column(s) {sorted(missing)}")
-    items = []
+        raise IngestError(f"manifest {path} lacks column(s) {missing} (header {header}): the first row must name "
+                          "the columns, tab-separated, path and speaker among them")
+    items, absent = [], []
     for number, line in enumerate(lines[1:], start=2):
         if not line.strip():
             continue
         values = line.split("\t")
         if len(values) != len(header):
-            raise ValueError(f"manifest {path} line {number}: {len(values)} fields, header has {len(header)}")
+            raise IngestError(f"manifest {path} line {number} has {len(values)} fields, the header {len(header)}: "
+                              "separate the columns with tabs, one value per column")
         row = dict(zip(header, values))
         audio = Path(row.pop("path"))
         audio = audio if audio.is_absolute() else path.parent / audio
+        if not audio.is_file():
+            absent.append(f"{audio} (line {number})")
         speaker = row.pop("speaker")
         key = safe_key(row.pop("key", "") or audio.stem)
         items.append(AudioItem(str(audio), speaker, key, row))
+    if absent:
+        raise IngestError(f"{len(absent)} of the {len(items)} recordings manifest {path} lists do not exist (first "
+                          f"{absent[0]}): fix those paths (relative ones are taken from the manifest's folder)")
     return items
 
 
 def load_audio(path: str, sample_rate: int) -> np.ndarray:
     """Any file soundfile reads -> float32 mono at `sample_rate` (down-mixed, resampled with torchaudio)."""
+    if not Path(path).is_file():
+        raise ValueError(f"cannot read audio {path}: no such file")
     try:
         audio, rate = sf.read(path, dtype="float32", always_2d=True)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
-        raise ValueError(f"cannot read audio {path}: {error}") from None
+        reason = str(error).replace(f"Error opening {str(path)!r}: ", "")  # the path is named once
+        raise ValueError(f"cannot read audio {path}: {reason}") from None
     mono = audio.mean(axis=1)
-    if rate != sample_rate:
+    if rate != sample_rate and len(mono):
         import torch
         import torchaudio.functional
 

@@ -5,11 +5,12 @@ clips with per-frame labels and clip targets, images with classes. What is skipp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from cpc.data.audio import decode_audio
-from cpc.data.shards import resolve_shards
+from cpc.data.shards import INDEX_NAME, read_index, resolve_shards
 from cpc.data.stages import SkipCounter, raw_samples
 from cpc.data.video import decode_video
 
@@ -41,11 +42,23 @@ class Clip:
 
 
 class Labelled(list):
-    """A list of utterances or clips that also carries the skip counts met while reading them (`.skips`)."""
+    """A list of utterances or clips that also carries the skip counts met while reading them (`.skips`) and the
+    sample count the shard index promised (`.expected`, None without an index)."""
 
-    def __init__(self, items=(), skips: SkipCounter | None = None):
+    def __init__(self, items=(), skips: SkipCounter | None = None, expected: int | None = None):
         super().__init__(items)
         self.skips = skips if skips is not None else SkipCounter()
+        self.expected = expected
+
+
+def indexed_samples(shards) -> int | None:
+    """The sample count the index of `shards` records (an index.json, or a folder holding one); None for shard
+    files, patterns and lists, which carry no count."""
+    if isinstance(shards, (list, tuple)):
+        return None
+    path = Path(shards)
+    path = path / INDEX_NAME if path.is_dir() else path
+    return read_index(path).get("samples") if path.name.endswith(".json") and path.is_file() else None
 
 
 def _labels(item) -> torch.Tensor | None:
@@ -56,7 +69,7 @@ def load_utterances(shards, sample_rate: int | None = None) -> Labelled:
     """Every utterance of a shard set once, in shard order, with its frame labels, speaker and sample rate;
     with `sample_rate`, utterances at another rate are skipped (and counted in `.skips`)."""
     skips = SkipCounter()
-    utterances = Labelled(skips=skips)
+    utterances = Labelled(skips=skips, expected=indexed_samples(shards))
     for sample in raw_samples(resolve_shards(shards), skips):
         item = decode_audio(sample, skips, sample_rate)
         if item is not None:
@@ -68,7 +81,7 @@ def load_utterances(shards, sample_rate: int | None = None) -> Labelled:
 def load_clips(shards) -> Labelled:
     """Every video clip of a shard set once, whole, with its per-frame labels and clip targets."""
     skips = SkipCounter()
-    clips = Labelled(skips=skips)
+    clips = Labelled(skips=skips, expected=indexed_samples(shards))
     for sample in raw_samples(resolve_shards(shards), skips):
         item = decode_video(sample, skips)
         if item is not None:

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
+from cpc.errors import UserError
+
 FRAME_SECONDS = 0.01  # one label per 10 ms frame: the CPC alignment format
+
+
+class LabelError(UserError, ValueError):
+    """An alignment file or split list that is missing or malformed."""
 
 
 def frame_samples(sample_rate: int) -> int:
@@ -24,6 +30,9 @@ def safe_key(text: str) -> str:
 
 def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """The CPC phone-probe format (`converted_aligned_phones.txt`): `utt_id label label ...`, one label per 10 ms."""
+    if not Path(path).is_file():
+        raise LabelError(f"alignments file {path} does not exist: check the --alignments path (one line per "
+                         "utterance: key, then one integer label per 10 ms frame)")
     alignments = {}
     for number, line in enumerate(Path(path).read_text().splitlines(), start=1):
         parts = line.split()
@@ -32,7 +41,8 @@ def read_alignments(path: str | os.PathLike) -> dict[str, np.ndarray]:
         try:
             alignments[safe_key(parts[0])] = np.asarray([int(v) for v in parts[1:]], dtype=np.int16)
         except ValueError as error:
-            raise ValueError(f"{path} line {number}: labels must be integers ({error})") from None
+            raise LabelError(f"{path} line {number}: labels must be integers ({error}): one line per utterance, "
+                             "its key then integer labels") from None
     return alignments
 
 
@@ -51,8 +61,8 @@ def read_splits(specs: list[str]) -> dict[str, set[str]]:
     for spec in specs:
         name, sep, path = spec.partition("=")
         if not sep or not name:
-            raise ValueError(f"a split is NAME=FILE; got {spec!r}")
+            raise LabelError(f"--split {spec}: a split is NAME=FILE, e.g. --split test=test.txt")
         if not Path(path).is_file():
-            raise FileNotFoundError(f"split list {path} (for split {name!r}) does not exist")
+            raise LabelError(f"split list {path} (for split {name!r}) does not exist: check the --split path")
         splits[name] = {safe_key(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()}
     return splits

@@ -67,6 +67,9 @@ def audio_samples(
         except ValueError as error:
             errors.setdefault("unreadable audio", []).append(str(error))
             continue
+        if len(audio) < hop:
+            errors.setdefault("empty audio (under one 10 ms frame)", []).append(f"{item.path} ({len(audio)} samples)")
+            continue
         labels = None
         if alignments is not None:
             if key not in alignments:
@@ -134,7 +137,7 @@ def write_shards(
     with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0) as writer:
         for sample in tqdm(samples, desc="writing shards", unit="sample", disable=not progress):
             if sample["__key__"] in keys:
-                raise ValueError(f"duplicate sample key {sample['__key__']!r}: keys must be unique")
+                raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
             keys.add(sample["__key__"])
             writer.write(sample)
             meta = json.loads(sample["json"])
@@ -157,6 +160,22 @@ def write_shards(
     return index
 
 
+def read_index(path: str | os.PathLike) -> dict[str, Any]:
+    """A shard index (index.json) as written by `write_shards`; ShardError if it is not one."""
+    path = Path(path)
+    try:
+        index = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        where = f", line {error.lineno}, column {error.colno}" if isinstance(error, json.JSONDecodeError) else ""
+        raise ShardError(f"the shard index is not JSON ({path}{where}): write the shards again with "
+                         "`cpc shards`") from None
+    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(index.get("shards"), list):
+        found = index.get("format") if isinstance(index, dict) else type(index).__name__
+        raise ShardError(f"{path} is not a cpc shard index (format {found!r}): name the shard files instead, or "
+                         "write them with `cpc shards`")
+    return index
+
+
 def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
     """Shard URLs from: a list of URLs, an index.json, a folder holding one, or a brace pattern / single URL.
     Local paths are checked up front so a typo fails at start, not in a worker."""
@@ -170,20 +189,22 @@ def resolve_shards(spec: str | os.PathLike | list[str]) -> list[str]:
                 raise MissingShards(f"shard folder {path} has no {INDEX_NAME}; pass the shard files instead")
             path = path / INDEX_NAME
         if path.name.endswith(".json") and path.exists():
-            index = json.loads(path.read_text())
-            if index.get("format") != INDEX_FORMAT:
-                raise ShardError(f"{path} is not a cpc shard index (format {index.get('format')!r})")
+            index = read_index(path)
             urls = [u["url"] if "://" in u["url"] or u["url"].startswith(("/", "pipe:")) else str(path.parent / u["url"])
                     for u in index["shards"]]
+            if not urls:
+                raise ShardError(f"the shard index lists no shards, an empty shard set ({path}): write the shards "
+                                 "again with `cpc shards`, from a source that has readable recordings")
         else:
             import braceexpand
 
             urls = list(braceexpand.braceexpand(spec))
     if not urls:
-        raise ShardError(f"no shards in {spec!r}")
+        raise ShardError(f"no shards in {spec!r}: name shard files, a folder with an {INDEX_NAME} or the index")
     missing = [u for u in urls if "://" not in u and not u.startswith("pipe:") and not Path(u).exists()]
     if missing:
-        raise MissingShards(f"{len(missing)} shard(s) not found, first: {missing[0]}")
+        raise MissingShards(f"{len(missing)} shard(s) not found, first: {missing[0]}: check the path (shards are "
+                            f"tar files, a brace pattern, a folder with an {INDEX_NAME} or the index itself)")
     return urls
 
 
@@ -198,8 +219,20 @@ def write_splits(
     sample_rate: int,
 ) -> dict[str, dict[str, Any]]:
     """Shards (+ index.json) per split under out/<split>/, or straight under out/ without splits; items outside
-    every split are left out. Prints a summary and every problem met; returns the indexes."""
+    every split are left out. Keys that collide, and split lists naming keys the corpus lacks, fail before
+    anything is written. Prints a summary and every problem met (each file once); returns the indexes."""
+    from tqdm import tqdm
+
     out = Path(out)
+    check_keys(items)
+    known = {item.key for item in items}
+    for name, keys in (splits or {}).items():
+        absent = sorted(keys - known)
+        if absent:
+            raise ShardError(f"{len(absent)} of the {len(keys)} utterances split {name!r} lists are not in the "
+                             f"corpus ({', '.join(absent[:5])}{' ...' if len(absent) > 5 else ''}): fix the list or "
+                             "the source (a folder's keys are file paths under it without suffix, / and other signs "
+                             "as _)")
     chosen = {"": items} if splits is None else {name: [i for i in items if i.key in keys] for name, keys in splits.items()}
     indexes = {}
     for name, members in chosen.items():
@@ -208,11 +241,33 @@ def write_splits(
         # every training batch read from a few shards (batch negatives are not mostly same-speaker ones).
         members = sorted(members, key=lambda item: item.key)
         random.Random(f"cpc-shards/{name}").shuffle(members)
-        samples = audio_samples(members, sample_rate, max_seconds, alignments, errors)
-        index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes)
+        files = tqdm(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
+        samples = audio_samples(files, sample_rate, max_seconds, alignments, errors)
+        index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes, progress=False)
+        files.close()
         print(f"{name or 'shards'}: {index['samples']} samples, {index['seconds'] / 3600:.2f} h "
               f"in {len(index['shards'])} shard(s) under {out / name}")
-        for reason, keys in errors.items():
-            print(f"  {len(keys)} {reason}: {'; '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}")
+        for reason, found in errors.items():
+            found = list(dict.fromkeys(found))  # each file once
+            print(f"  skipped {len(found)}, {reason}: {'; '.join(found[:3])}{' ...' if len(found) > 3 else ''}")
         indexes[name] = index
+    if splits is not None:
+        outside = len(items) - len({i.key for members in chosen.values() for i in members})
+        if outside:
+            print(f"{outside} recording(s) in no split were left out")
     return indexes
+
+
+def check_keys(items: list[AudioItem]) -> None:
+    """ShardError naming the recordings when two share a shard key (e.g. `a b.wav` and `a_b.wav` both become
+    `a_b`): checked before writing, so no partial shard is left behind."""
+    paths: dict[str, list[str]] = {}
+    for item in items:
+        paths.setdefault(item.key or safe_key(Path(item.path).stem), []).append(item.path)
+    shared = {key: found for key, found in paths.items() if len(found) > 1}
+    if shared:
+        key, found = next(iter(shared.items()))
+        more = f"; {len(shared) - 1} more keys are shared" if len(shared) > 1 else ""
+        raise ShardError(f"{len(found)} recordings share the shard key {key!r} once made shard-safe ({', '.join(found)}"
+                         f"{more}): rename all but one (keys keep letters, digits, _ and -), or list them in a "
+                         "manifest with a unique key column")

@@ -13,17 +13,25 @@ see the future, so it takes them as `stats` (computed from the file, or from a c
 
 Each way takes `precision` ("fp32", or "bf16" autocast) and works unchanged with a model whose encoder runs in
 int8 (`cpc.models.int8.int8_model`): the fastest CPU extraction.
+
+A whole corpus goes through `extract_corpus`, which checks its settings before the first file and skips (and
+counts) what cannot be encoded; `read_files` reads audio files the same way, and `output_folder` keeps the
+results of two extractions from mixing in one folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-from typing import Iterable, Sequence
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from cpc.data.ingest import AudioItem, load_audio
+from cpc.data.stages import SkipCounter
+from cpc.errors import UserError
 from cpc.models.cpc import CPCModel, check_layer, select_layer
 from cpc.models.int8 import check_int8, int8_model
 
@@ -140,20 +148,73 @@ def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_sampl
     return torch.cat(pieces + [stream.finish()])
 
 
+class ExtractError(UserError, ValueError):
+    """Extraction settings that cannot work with this model, or an output folder that holds earlier results."""
+
+
+def min_chunk_samples(model: CPCModel) -> int:
+    """The shortest chunk worth streaming: one frame's receptive field (the encoder's context), in whole hops.
+    Shorter chunks give the same frames, but at one encoder call per few samples (0.001 s: 24 s per utterance)."""
+    return -(-model.encoder.field // model.hop) * model.hop
+
+
 def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batch: int = 8, chunk_samples: int = 0,
-                   precision: str = "fp32", int8: bool = False):
+                   precision: str = "fp32", int8: bool = False, skips: SkipCounter | None = None):
     """(key, wav) pairs -> (key, features) pairs in the same order: batched with padding, or streamed in chunks of
     `chunk_samples` (bounded memory for very long recordings) when chunk_samples > 0. `int8`: the encoder runs
     in int8 (cpc.models.int8), its scales calibrated on the first utterances (at most a minute of them).
-    Bad arguments fail here, before the first utterance is read."""
+    Bad arguments fail here, before the first utterance is read; utterances shorter than one frame are left out
+    and counted in `skips`."""
     check_layer(layer)
     float_math(precision, torch.device("cpu"))
+    if batch < 1:
+        raise ExtractError(f"a batch of {batch} utterances (--batch): use 1 or more")
+    rate, least = model.config.sample_rate, min_chunk_samples(model)
+    if chunk_samples < 0 or 0 < chunk_samples < least:
+        what = ("a negative chunk length" if chunk_samples < 0 else
+                f"chunks of {chunk_samples / rate:g} s ({chunk_samples} samples) cannot hold one frame's context of "
+                f"{model.encoder.field} samples")
+        raise ExtractError(f"{what} (--chunk-seconds): use 0 (whole files) or at least {least / rate:g} s "
+                           f"({least} samples)")
     if int8:
-        check_int8(model)
-    return extracted_corpus(model, iter(utterances), layer, batch, chunk_samples, precision, int8)
+        try:
+            check_int8(model)
+        except (ValueError, RuntimeError) as error:  # "what: how to fix" -> "what (--int8): how to fix"
+            what, _, fix = str(error).rpartition(": ")
+            raise ExtractError(f"{what} (--int8): {fix}" if what else f"{error} (--int8)") from None
+    skips = SkipCounter() if skips is None else skips
+    return extracted_corpus(model, iter(utterances), layer, batch, chunk_samples, precision, int8, skips)
 
 
-def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8):
+def read_files(items: Iterable[AudioItem], sample_rate: int, skips: SkipCounter) -> Iterator[tuple[str, np.ndarray]]:
+    """(key, waveform at `sample_rate`) of each audio file that reads; the others are counted in `skips`, with
+    why, and left out."""
+    for item in items:
+        try:
+            yield item.key, load_audio(item.path, sample_rate)
+        except ValueError as error:
+            skips.skip("unreadable audio", str(error).removeprefix("cannot read audio "))
+
+
+EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json")  # what an extraction writes into its folder
+
+
+def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:
+    """Checks `out` before any work: a folder that already holds files is refused (ExtractError), so results of
+    two extractions never mix, unless `overwrite`; then returns the files an earlier extraction wrote there
+    (EARLIER_OUTPUTS), for the caller to delete once the new one is ready to write. Other files are kept."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ExtractError(f"output {out} is a file, not a folder: name a folder for the features")
+    held = sorted(out.iterdir()) if out.is_dir() else []
+    if held and not overwrite:
+        raise ExtractError(f"output folder {out} already holds {len(held)} file(s) (e.g. {held[0].name}): name an "
+                           "empty or new folder, or pass --overwrite to replace an earlier extraction there")
+    return sorted({path for pattern in EARLIER_OUTPUTS for path in out.glob(pattern)}) if held else []
+
+
+def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8, skips):
+    utterances = long_enough(utterances, model.hop, skips)
     if int8:
         head = list(itertools.islice(utterances, max(batch, CALIBRATION_UTTERANCES)))
         if head:
@@ -175,3 +236,12 @@ def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, 
             pending = []
     if pending:
         yield from flush()
+
+
+def long_enough(utterances: Iterator, hop: int, skips: SkipCounter) -> Iterator:
+    """The (key, wav) pairs with at least one frame (`hop` samples); shorter ones are counted in `skips`."""
+    for key, wav in utterances:
+        if len(wav) < hop:
+            skips.skip(f"shorter than one frame ({hop} samples)", key)
+            continue
+        yield key, wav

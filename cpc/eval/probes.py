@@ -12,6 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cpc.data.stages import SkipCounter
+from cpc.errors import UserError
+
+
+class ProbeError(UserError, ValueError):
+    """Probe data that cannot be scored as asked: no labels, no utterances, test classes unseen in training."""
+
 
 @dataclass
 class ProbeConfig:
@@ -32,6 +39,8 @@ class ProbeResult:
     per_class: dict[int, float] = field(default_factory=dict)  # test accuracy per class present in the test set
     confusion: np.ndarray | None = None  # (classes, classes) counts: rows true, columns predicted
     problems: list[str] = field(default_factory=list)  # utterances left out, and why
+    scored: dict[str, int] = field(default_factory=dict)  # {"train": items the probe learnt from, "test": scored}
+    left_out: dict[str, SkipCounter] = field(default_factory=dict)  # per split: items the probe left out, by reason
 
 
 def with_context(features: torch.Tensor, context: int) -> torch.Tensor:
@@ -45,17 +54,21 @@ def with_context(features: torch.Tensor, context: int) -> torch.Tensor:
 
 
 def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], context: int = 0,
-                  problems: list[str] | None = None, keys: list[str] | None = None):
+                  problems: list[str] | None = None, keys: list[str] | None = None, skips: SkipCounter | None = None):
     """Utterances' (frames, dim) features and (frames,) labels -> stacked (N, dim'), (N,), dropping label -1.
     Feature and label counts must agree to within one frame (the longer is trimmed); an utterance off by more
-    raises, or, when a `problems` list is given, is reported there and left out while the rest still count."""
+    raises, or, when a `problems` list is given, is reported there (and counted in `skips`) and left out while
+    the rest still count."""
     xs, ys = [], []
     for number, (x, y) in enumerate(zip(features, labels)):
         if abs(len(x) - len(y)) > 1:
-            message = f"{keys[number] if keys else f'utterance {number}'}: {len(x)} feature frames but {len(y)} labels (tolerance 1)"
+            key = keys[number] if keys else f"utterance {number}"
+            message = f"{key}: {len(x)} feature frames but {len(y)} labels (tolerance 1)"
             if problems is None:
                 raise ValueError(message)
             problems.append(message)
+            if skips is not None:
+                skips.skip("feature and label frame counts differ by more than 1", key)
             continue
         n = min(len(x), len(y))
         x, y = with_context(x.float(), context)[:n], y[:n].long()
@@ -63,7 +76,9 @@ def frame_dataset(features: list[torch.Tensor], labels: list[torch.Tensor], cont
         xs.append(x[keep])
         ys.append(y[keep])
     if not xs:
-        raise ValueError("no utterance with usable frame labels in this split" + (f": {problems[-3:]}" if problems else ""))
+        shown = f" ({'; '.join(problems[-3:])})" if problems else ""
+        raise ProbeError(f"no utterance with usable frame labels in this split{shown}: check that the alignments "
+                         "match the audio (one label per 10 ms frame)")
     return torch.cat(xs), torch.cat(ys)
 
 
@@ -121,14 +136,21 @@ def frame_probe(train: list, test: list, features, classes: int, config: ProbeCo
     `train`, scored once on `test`. Items without frame labels are left out and reported."""
     problems = [f"{u.key}: no frame labels (no alignment)" for u in train + test if u.labels is None]
     if len(problems) == len(train + test):
-        raise ValueError("no utterance has frame labels: write the shards with --alignments")
+        raise ProbeError("no utterance has frame labels (the probe's shards): write the shards with --alignments")
+    left_out = {"train": SkipCounter(), "test": SkipCounter()}
+    for split, items in (("train", train), ("test", test)):
+        for u in items:
+            if u.labels is None:
+                left_out[split].skip("no frame labels (no alignment)", u.key)
     fit, dev = split_dev([u for u in train if u.labels is not None])
     sets = []
-    for part in (fit, dev, [u for u in test if u.labels is not None]):
+    for part, split in ((fit, "train"), (dev, "train"), ([u for u in test if u.labels is not None], "test")):
         sets.append(frame_dataset([features(u.inputs) for u in part], [u.labels for u in part], config.context,
-                                  problems, [u.key for u in part]))
+                                  problems, [u.key for u in part], left_out[split]))
     result = train_probe(*sets, classes=classes, config=config)
-    result.problems = problems
+    result.problems, result.left_out = problems, left_out
+    result.scored = {split: len(items) - sum(left_out[split].counts.values())
+                     for split, items in (("train", train), ("test", test))}
     return result
 
 
@@ -140,11 +162,57 @@ def class_probe(train: list, test: list, features, label, config: ProbeConfig = 
     index = {c: i for i, c in enumerate(classes)}
     unknown = sorted({label(u) for u in test} - set(index), key=str)
     if unknown:
-        raise ValueError(f"test classes absent from training: {unknown[:5]}")
+        raise ProbeError(f"test classes absent from training: {unknown[:5]} (--test): probe on a test set whose "
+                         "classes all appear in --train")
     fit, dev = split_dev(train)
     sets = [(pooled([features(u.inputs) for u in part]), torch.tensor([index[label(u)] for u in part]))
             for part in (fit, dev, test)]
-    return train_probe(*sets, classes=len(classes), config=config)
+    result = train_probe(*sets, classes=len(classes), config=config)
+    result.scored = {"train": len(train), "test": len(test)}
+    result.left_out = {"train": SkipCounter(), "test": SkipCounter()}
+    return result
+
+
+def require_items(items, where: str) -> None:
+    """ProbeError unless a split read at least one item; the message carries what was skipped and why."""
+    if not items:
+        skipped = items.skips.report() if hasattr(items, "skips") else "no samples skipped"
+        raise ProbeError(f"no utterances or clips read ({where}; {skipped}): give shards that hold readable, "
+                         "labelled recordings, written by `cpc shards`")
+
+
+SHARD_LEVEL = "unreadable shard data"  # reasons starting so count read errors, not samples
+
+
+def coverage(items, scored: int, left_out: SkipCounter | None = None) -> dict:
+    """What a split held and what of it was scored: {"total", "scored", "left_out": {reason: {"count",
+    "examples"}}}. `items` is a cpc.data.labelled.Labelled (its read skips and the index's sample count); the
+    total is the index's count when known, and samples it lists that were never read (a truncated or corrupt
+    tar) are counted as such."""
+    reasons: dict[str, dict] = {}
+    for counter in (items.skips, left_out or SkipCounter()):
+        for reason, count in counter.counts.items():
+            if not reason.startswith(SHARD_LEVEL):
+                reasons[reason] = {"count": count, "examples": list(counter.examples[reason])}
+    read_skips = sum(c for r, c in items.skips.counts.items() if not r.startswith(SHARD_LEVEL))
+    total = items.expected if items.expected is not None else len(items) + read_skips
+    lost = total - len(items) - read_skips
+    if lost > 0:
+        errors = [r for r in items.skips.counts if r.startswith(SHARD_LEVEL)]
+        shards = [e for r in errors for e in items.skips.examples[r] if "<" not in e]  # the shard URLs
+        reasons[f"in the index but never read ({', '.join(errors) or 'shards hold fewer samples'})"] = {
+            "count": lost, "examples": list(dict.fromkeys(shards))[:3]}
+    return {"total": total, "scored": scored, "left_out": reasons}
+
+
+def describe(coverage: dict, split: str, noun: str = "utterances") -> str:
+    """One line: `test: scored 75 of 88 utterances; left out 13: 12 <reason> (e.g. ...); 1 <reason> (...)`."""
+    total, scored = coverage["total"], coverage["scored"]
+    if scored == total:
+        return f"{split}: scored all {total} {noun}"
+    reasons = "; ".join(f"{r['count']} {reason} (e.g. {', '.join(map(str, r['examples'][:3]))})"
+                        for reason, r in sorted(coverage["left_out"].items(), key=lambda kv: -kv[1]["count"]))
+    return f"{split}: scored {scored} of {total} {noun}; left out {total - scored}: {reasons}"
 
 
 def knn_accuracy(train: tuple[torch.Tensor, torch.Tensor], test: tuple[torch.Tensor, torch.Tensor], k: int = 200,

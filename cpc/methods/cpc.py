@@ -8,8 +8,10 @@ from typing import Any
 
 import torch
 
-from cpc.losses.infonce import InfoNCEConfig, chance_loss, info_nce, sample_negatives
-from cpc.losses.predictive import predictive_coding_loss
+from cpc.errors import UserError
+# POLICIES and REGRESSION_LOSSES: the names a recipe's cpc section may choose (cpc.recipe.check reads them here).
+from cpc.losses.infonce import POLICIES, InfoNCEConfig, chance_loss, info_nce, sample_negatives
+from cpc.losses.predictive import REGRESSION_LOSSES, predictive_coding_loss
 from cpc.methods.base import Method
 from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base_config, cpc_paper_config, cpc_small_config,
                             cpc_video_config)
@@ -72,6 +74,21 @@ class ChanceWatch:
         return True
 
 
+class NoSpeakers(UserError):
+    """Same-speaker negatives asked for, on data whose sequences carry no speaker labels."""
+
+
+def check_speakers(names: list[str] | None, keys: list[str]) -> None:
+    """NoSpeakers when not one sequence of the batch names its speaker: `same_speaker` would silently draw from
+    the whole batch. (Names reach the batch as collate's "speaker_name"; an empty name is no speaker.)"""
+    if names is not None and not any(names):
+        shown = ", ".join(keys[:3]) + (" ..." if len(keys) > 3 else "")
+        raise NoSpeakers(f"cpc.infonce.policy 'same_speaker' needs speaker labels, but none of the batch's "
+                         f"{len(names)} sequences has one ({shown}): write the shards with speakers (`cpc shards` "
+                         "takes them from folder names, see --speaker-level, or a manifest's speaker column), or "
+                         "set cpc.infonce.policy=batch")
+
+
 class CPCMethod(Method):
     """batch {"wav": (B, samples)} (audio) or {"frames": (B, T, H, W, C) uint8} (video), optional "speaker": (B,)
     -> loss and logs (per-k InfoNCE loss and accuracy)."""
@@ -121,6 +138,8 @@ class CPCMethod(Method):
             z = out["z"]
             cfg = self.config.infonce
             speakers = batch.get("speaker")
+            if cfg.policy == "same_speaker":
+                check_speakers(batch.get("speaker_name"), batch.get("key", []))
             if speakers is not None and model.cells > 1:  # every grid cell of a clip is its own sequence
                 speakers = speakers.repeat_interleave(model.cells)
             negative_idx = sample_negatives(

@@ -72,3 +72,25 @@ def test_bad_utterances_are_reported_and_the_rest_still_count():
     assert result.accuracy > 0.95
     assert any(p.startswith("zshort: 40 feature frames but 45 labels") for p in result.problems), result.problems
     assert any(p.startswith("nolabels: no frame labels") for p in result.problems)
+
+
+def test_coverage_counts_what_the_index_promised_against_what_was_scored():
+    from cpc.data.labelled import Labelled
+    from cpc.data.stages import SkipCounter
+    from cpc.eval.probes import coverage, describe
+
+    read = SkipCounter()
+    read.skip("unreadable audio or metadata", "u7")
+    read.skip("unreadable shard data (ReadError)", "shards/s-1.tar")
+    items = Labelled([object()] * 6, read, expected=10)  # 6 read, 1 skipped, 3 lost with the broken shard
+    probe = SkipCounter()
+    probe.skip("no frame labels (no alignment)", "u2")
+    covered = coverage(items, scored=5, left_out=probe)
+    assert covered == {"total": 10, "scored": 5, "left_out": {
+        "unreadable audio or metadata": {"count": 1, "examples": ["u7"]},
+        "no frame labels (no alignment)": {"count": 1, "examples": ["u2"]},
+        "in the index but never read (unreadable shard data (ReadError))": {"count": 3, "examples": ["shards/s-1.tar"]}}}
+    assert describe(covered, "test") == (
+        "test: scored 5 of 10 utterances; left out 5: 3 in the index but never read (unreadable shard data "
+        "(ReadError)) (e.g. shards/s-1.tar); 1 unreadable audio or metadata (e.g. u7); 1 no frame labels (no "
+        "alignment) (e.g. u2)")
