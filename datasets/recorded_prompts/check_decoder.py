@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{'4-5k':>6} {'5-6k':>6} {'6-7k':>6} {'7-8k':>6} {'wav ms':>7} {'corr':>5} {'wav 4-5k':>8}")
     for voice in [v for v in corpus.VOICES if not v.narrowband]:
         files = sorted(p for name, p in corpus.prompt_files(Path("/"), voice).items()
-                       if corpus.is_speech(name))
+                       if corpus.is_speech(name) and p.stat().st_size >= 160)  # a few files are empty
         if not files:
             print(f"{voice.name:<20} not installed ({voice.package})")
             continue

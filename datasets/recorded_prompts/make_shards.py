@@ -64,7 +64,8 @@ FILLER_PHONES = {"SIL": "sil", "+NSN+": "sil", "+SPN+": "sil"}
 SPHINX_WINDOW, SPHINX_HOP = 410, 160
 SPHINX_OFFSET = (SPHINX_WINDOW - SPHINX_HOP) / 2 / SAMPLE_RATE  # seconds: 7.8 ms
 # Prompts that are tones, noise or silence in every language (their English transcripts are in brackets).
-NON_SPEECH = {"beep", "beeperr", "ascending-2tone", "descending-2tone", "tt-monkeys"}
+NON_SPEECH = {"beep", "beeperr", "ascending-2tone", "descending-2tone", "tt-monkeys", "confbridge-join",
+              "confbridge-leave"}
 NUMBER_WORDS = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
                 "sixteen seventeen eighteen nineteen").split()
 TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
@@ -110,9 +111,9 @@ VOICES = [
     Voice("es_CO_f_July", "es", "es-CO", "asterisk-prompt-es-co", "July E. Jimenez (Avatar Ltda.)", "GPL-2",
           extension=".gsm", narrowband=True),
     Voice("fr_FR_f_Armelle", "fr", "fr-FR", "asterisk-prompt-fr-armelle", "Armelle Desjardins (Michel Gutierrez)",
-          "GPL-2+", extension=".gsm", narrowband=True),
+          "BSD-style", extension=".gsm", narrowband=True),
     Voice("it_IT_f_Menardi", "it", "it-IT", "asterisk-prompt-it-menardi-wav", "Paola Dal Zot (Marco Menardi)",
-          "CC-BY-SA-3.0", "it_IT_f_Menardi", extension=".wav", narrowband=True),
+          "CC-BY-SA-3.0-IT", "it_IT_f_Menardi", extension=".wav", narrowband=True),
 ]
 EVALUATION_ONLY = {"en"}  # languages that never go into the pretraining shards
 
@@ -195,11 +196,11 @@ def read_transcripts(voice: Voice, root: Path) -> dict[str, str]:
 
 
 def is_speech(prompt: str, transcript: str = "") -> bool:
-    """False for silence files, tones and noises (by name, or a transcript that is all [..] or (..))."""
+    """False for silence files, tones and noises (by name, or a transcript that is all [..], (..) or <..>)."""
     if prompt.startswith("silence/") or prompt in NON_SPEECH:
         return False
     text = transcript.strip()
-    return not (text and re.fullmatch(r"(\[[^\]]*\]|\([^)]*\))", text))
+    return not (text and re.fullmatch(r"\[[^\]]*\]|\([^)]*\)|<[^>]*>", text))
 
 
 def number_words(n: int) -> list[str] | None:
@@ -246,6 +247,8 @@ def held_out(text: str, percent: float, salt: str) -> bool:
 def decode_g722(data: bytes, decoder: str = "auto") -> np.ndarray:
     """G.722 at 64 kbit/s (bytes) -> int16 samples at 16 kHz (two per byte), with the `g722` package from PyPI
     or Debian's ffmpeg; "auto" takes the package when it is installed."""
+    if not data:
+        return np.zeros(0, dtype=np.int16)  # a few prompt files are empty (ru "is")
     if decoder in ("auto", "g722"):
         try:
             import G722  # the PyPI package `g722`

@@ -42,6 +42,7 @@ def test_speech_or_not():
     assert not prompts.is_speech("silence/3", "(3 seconds of silence)")
     assert not prompts.is_speech("beep") and not prompts.is_speech("tt-monkeys", "")  # by name, any language
     assert not prompts.is_speech("anything", "[sound of monkeys screaming]")
+    assert not prompts.is_speech("anything", "<beep ascending>") and not prompts.is_speech("confbridge-join")
 
 
 def test_english_transcripts_become_dictionary_words():
