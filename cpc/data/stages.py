@@ -81,7 +81,7 @@ class SkipCounter:
 
     def skip(self, reason: str, key: str) -> None:
         self.counts[reason] += 1
-        if len(self.examples[reason]) < self.keep:
+        if len(self.examples[reason]) < self.keep and key not in self.examples[reason]:
             self.examples[reason].append(key)
 
     def handler(self, error: Exception) -> bool:
@@ -99,7 +99,8 @@ class SkipCounter:
     def merge(self, drained: dict[str, tuple[int, list[str]]]) -> None:
         for reason, (n, keys) in drained.items():
             self.counts[reason] += n
-            self.examples[reason].extend(keys[: self.keep - len(self.examples[reason])])
+            new = [key for key in dict.fromkeys(keys) if key not in self.examples[reason]]  # an endless stream
+            self.examples[reason].extend(new[: self.keep - len(self.examples[reason])])  # meets a bad one often
 
     def report(self) -> str:
         if not self.counts:
@@ -319,7 +320,8 @@ class Stream(torch.utils.data.IterableDataset):
             self.fruitless += 1
             if self.fruitless > self.patience:
                 shown = ", ".join(self.urls[:3]) + (f" and {len(self.urls) - 3} more" if len(self.urls) > 3 else "")
-                window = f"windows of {self.window} {self.field} steps" if self.window else "batches"
+                unit = "samples" if self.field == "wav" else self.field
+                window = f"windows of {self.window} {unit}" if self.window else "batches"
                 raise NoBatches(f"{self.fruitless - 1} samples read from {shown} without one batch of "
                                 f"{self.batch_size} {window}; skipped: {skips.report()}")
             yield sample

@@ -32,6 +32,15 @@ class RunLog:
         except ImportError:
             self.tensorboard = None
 
+    @staticmethod
+    def has_rows(out: Path) -> bool:
+        """Whether out/log.csv logged anything (a run that failed before its first step leaves a header only)."""
+        path = out / "log.csv"
+        if not path.exists():
+            return False
+        with open(path, errors="replace") as stream:
+            return len(stream.readlines()[:2]) > 1
+
     def write(self, step: int, split: str, values: dict[str, float]) -> None:
         for name, value in values.items():
             self.writer.writerow([step, split, name, f"{value:.6g}"])
@@ -40,6 +49,8 @@ class RunLog:
         self.stream.flush()
 
     def close(self, plot: bool = True) -> None:
+        if self.stream.closed:  # closed already (a run that stopped, then failed on its way out)
+            return
         self.stream.close()
         if self.tensorboard is not None:
             self.tensorboard.close()

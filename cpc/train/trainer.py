@@ -166,53 +166,57 @@ class Trainer:
             for network in method.children():
                 network.forward = torch.compile(network.forward)
         self.runlog = RunLog(self.out, step if state is not None else None) if self.rank == 0 else None
-        data = iter(self.train_data(step * accumulate, segment))
-        val_loader = self.val_data() if self.val_data is not None else None
-        bar = self.progress_bar(step)
-        last: dict[str, float] = {}
-        bad, run, worst = (torch.zeros((), device=device) for _ in range(3))
-        tick, amount, unit = time.perf_counter(), 0.0, "samples"
-        with sigint_flag() as interrupted:
-            while step < cfg.steps:
-                for micro in range(accumulate):
-                    batch = next(data)
-                    self.skips.merge(batch.pop("skipped", {}))
-                    batch = to_device(batch, device)
-                    amount_now, unit = method.throughput(batch)
-                    amount += amount_now
-                    sync = not multi or micro == accumulate - 1
-                    with (nullcontext() if sync else model.no_sync()), torch.autocast(
-                        device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                    ):
-                        loss, logs = model(batch)
-                    scaler.scale(loss / accumulate).backward()
-                found_inf = self.update(optimiser, scaler)
-                schedule.step()
-                step += 1
-                method.after_optimiser_step(step)
-                bad += found_inf
-                run = (run + found_inf) * found_inf  # consecutive skipped steps
-                worst = torch.maximum(worst, run)
-                stop = interrupted[0]
-                if step % cfg.log_every == 0 or step == cfg.steps or (stop and self.world == 1):
-                    elapsed, tick = time.perf_counter() - tick, time.perf_counter()
-                    last, stop = self.log_train(step, logs, amount / elapsed, unit, schedule, bad, worst, stop)
-                    bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
-                    amount = 0.0
-                    bad.zero_()
-                    worst.copy_(run)
-                bar.update(1)
-                if val_loader is not None and cfg.validate_every and step % cfg.validate_every == 0:
-                    self.log(step, "val", self.validate(val_loader, dtype))
-                if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                    path = self.save(step, segment, optimiser, schedule, scaler)
-                    if stop:
-                        bar.close()
-                        self.finish()
-                        raise interrupted_at(step, path)
-        bar.close()
-        self.finish()
-        return last
+        try:
+            data = iter(self.train_data(step * accumulate, segment))
+            val_loader = self.val_data() if self.val_data is not None else None
+            bar = self.progress_bar(step)
+            last: dict[str, float] = {}
+            bad, run, worst = (torch.zeros((), device=device) for _ in range(3))
+            tick, amount, unit = time.perf_counter(), 0.0, "samples"
+            with sigint_flag() as interrupted:
+                while step < cfg.steps:
+                    for micro in range(accumulate):
+                        batch = next(data)
+                        self.skips.merge(batch.pop("skipped", {}))
+                        batch = to_device(batch, device)
+                        amount_now, unit = method.throughput(batch)
+                        amount += amount_now
+                        sync = not multi or micro == accumulate - 1
+                        with (nullcontext() if sync else model.no_sync()), torch.autocast(
+                            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                        ):
+                            loss, logs = model(batch)
+                        scaler.scale(loss / accumulate).backward()
+                    found_inf = self.update(optimiser, scaler)
+                    schedule.step()
+                    step += 1
+                    method.after_optimiser_step(step)
+                    bad += found_inf
+                    run = (run + found_inf) * found_inf  # consecutive skipped steps
+                    worst = torch.maximum(worst, run)
+                    stop = interrupted[0]
+                    if step % cfg.log_every == 0 or step == cfg.steps or (stop and self.world == 1):
+                        elapsed, tick = time.perf_counter() - tick, time.perf_counter()
+                        last, stop = self.log_train(step, logs, amount / elapsed, unit, schedule, bad, worst, stop)
+                        bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
+                        amount = 0.0
+                        bad.zero_()
+                        worst.copy_(run)
+                    bar.update(1)
+                    if val_loader is not None and cfg.validate_every and step % cfg.validate_every == 0:
+                        self.log(step, "val", self.validate(val_loader, dtype))
+                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
+                        path = self.save(step, segment, optimiser, schedule, scaler)
+                        if stop:
+                            bar.close()
+                            self.finish()
+                            raise interrupted_at(step, path)
+            bar.close()
+            self.finish()
+            return last
+        except BaseException:
+            self.abandon()  # a failed run leaves a closed log (and no process group) behind
+            raise
 
     def update(self, optimiser, scaler) -> torch.Tensor:
         """Clip and apply the step unless a gradient is inf or NaN (on any rank: gradients are already
@@ -265,9 +269,13 @@ class Trainer:
         with torch.random.fork_rng(devices=devices), torch.autocast(
             self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
         ):
-            means, samples = validate(method.training_step, loader, self.device, self.config.validation_batches)
+            means, samples, skips = validate(method.training_step, loader, self.device,
+                                             self.config.validation_batches)
         method.train()
-        return {**means, "samples": float(samples)} if means else {}
+        if skips.counts and self.rank == 0:
+            print(f"validation skipped: {skips.report()}")
+        skipped = {"skipped": float(sum(skips.counts.values()))} if skips.counts else {}
+        return {**means, "samples": float(samples), **skipped} if means else {}
 
     def starting_state(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         """The checkpoint to resume from, chosen by rank 0 and sent to every rank (other nodes may not have the
@@ -288,7 +296,7 @@ class Trainer:
             print(f"removed {stale.name}, left by an interrupted checkpoint write")
         existing = checkpoint.checkpoints(self.out)
         if not resume:
-            if (existing or (self.out / "log.csv").exists()) and not overwrite:
+            if (existing or RunLog.has_rows(self.out)) and not overwrite:
                 raise UserError(f"run folder {self.out} already holds a run ({len(existing)} checkpoint(s)): "
                                 "continue it with --resume, or start over there with --overwrite (deletes its "
                                 "checkpoints and logs), or choose another train.out")
@@ -367,6 +375,11 @@ class Trainer:
 
         return tqdm(total=self.config.steps, initial=step, unit="step", dynamic_ncols=True,
                     disable=self.rank != 0 or not self.config.progress)
+
+    def abandon(self) -> None:
+        if self.rank == 0 and self.runlog is not None:
+            self.runlog.close(plot=False)
+        distributed.teardown()
 
     def finish(self) -> None:
         if self.rank == 0:

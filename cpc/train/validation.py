@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 import torch
 
+from cpc.data.stages import SkipCounter
 from cpc.train import distributed
 
 
@@ -50,16 +51,17 @@ def padded(batch: dict[str, Any] | None, template: dict[str, tuple[tuple[int, ..
 
 @torch.no_grad()
 def validate(step: Callable[[dict[str, Any]], tuple[Any, dict[str, torch.Tensor]]], batches: Iterable[dict],
-             device: torch.device, max_batches: int = 0) -> tuple[dict[str, float], int]:
-    """(The sample-weighted mean of `step`'s logs over every rank's batches, the samples seen on all ranks);
-    `max_batches` > 0 stops after that many lockstep steps."""
+             device: torch.device, max_batches: int = 0) -> tuple[dict[str, float], int, SkipCounter]:
+    """(The sample-weighted mean of `step`'s logs over every rank's batches, the samples seen on all ranks, what
+    every rank's readers skipped); `max_batches` > 0 stops after that many lockstep steps."""
     iterator = iter(batches)
     template, sums, count, done = None, None, torch.zeros((), dtype=torch.float64, device=device), 0
+    skips = SkipCounter()
     multi = distributed.active()
     while not max_batches or done < max_batches:
         batch = next(iterator, None)
         if batch is not None:
-            batch.pop("skipped", None)
+            skips.merge(batch.pop("skipped", {}))
         if multi:
             more = distributed.max_over_ranks(torch.tensor(float(batch is not None), device=device))
             if not more.item():
@@ -77,8 +79,12 @@ def validate(step: Callable[[dict[str, Any]], tuple[Any, dict[str, torch.Tensor]
         sums = values if sums is None else sums + values
         count += weight
         done += 1
+    if multi:  # every rank's skips, on every rank
+        reports, skips = distributed.gather_objects(skips.drain()), SkipCounter()
+        for report in reports:
+            skips.merge(report)
     if sums is None:
-        return {}, 0
+        return {}, 0, skips
     total = distributed.sum_over_ranks(torch.cat([sums, count[None]]))
     means = (total[:-1] / total[-1].clamp_min(1)).tolist()
-    return dict(zip(sorted(logs), means)), int(total[-1].item())
+    return dict(zip(sorted(logs), means)), int(total[-1].item()), skips

@@ -184,3 +184,13 @@ def test_resuming_in_another_precision_starts_or_drops_the_grad_scaler(tmp_path,
         last = Trainer(resumed, lambda start, segment: iter(batches[start:]), OptimConfig(lr=1e-2),
                        quiet(tmp_path, steps=3, precision=then, checkpoint_every=2)).fit(resume=True)
     assert checkpoint.read(tmp_path)["step"] == 3 and math.isfinite(last["loss"])
+
+
+def test_a_run_that_fails_before_its_first_step_closes_its_log_and_does_not_block_the_folder(tmp_path):
+    trainer = Trainer(regression_method(), lambda start, segment: iter([{"frames": torch.zeros(1)}]),
+                      OptimConfig(), quiet(tmp_path))
+    with pytest.raises(ValueError, match="reads batch\\['wav'\\]"):
+        trainer.fit()
+    assert trainer.runlog.stream.closed and (tmp_path / "log.csv").read_text() == "step,split,name,value\n"
+    last = fit(regression_method(), global_batches(2), tmp_path, steps=2)  # not refused: nothing was logged
+    assert math.isfinite(last["loss"])

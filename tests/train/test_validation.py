@@ -17,6 +17,7 @@ from .helpers import global_batches, regression_method
 BACKBONE = ImageEncoderConfig(channels=(8, 16), strides=(2, 2))
 # Rank 0 holds three batches, rank 1 two, one of them short: steps 2 and 3 are ragged / padding only on rank 1.
 ROWS = {0: [4, 4, 4], 1: [4, 2]}
+SKIPPED = {0: {"too short": (1, ["c"])}, 1: {"corrupt audio": (2, ["a", "b"])}}
 
 
 def methods():
@@ -45,7 +46,11 @@ def worker(rank, world, port, results):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     for name, method in methods().items():
-        results[(name, rank)] = validate(method.training_step, rank_batches(name, rank), torch.device("cpu"))
+        batches = rank_batches(name, rank)
+        batches[0]["skipped"] = SKIPPED[rank]  # what each rank's reader left out rides along with its batches
+        means, samples, skips = validate(method.training_step, batches, torch.device("cpu"))
+        results[(name, rank)] = means, samples
+        results[("skips", rank)] = dict(skips.counts)
     dist.destroy_process_group()
 
 
@@ -61,7 +66,7 @@ def test_every_rank_logs_the_same_sample_weighted_mean_and_every_sample_once(two
     """CPC's loss is per sequence: the lockstep mean over 2 ranks equals the per-rank means weighted by each
     rank's sample count (each computed in one process on that rank's batches alone)."""
     method = methods()["cpc-regression"]
-    per_rank = {rank: validate(method.training_step, rank_batches("cpc-regression", rank), torch.device("cpu"))
+    per_rank = {rank: validate(method.training_step, rank_batches("cpc-regression", rank), torch.device("cpu"))[:2]
                 for rank in ROWS}
     counts = {rank: sum(rows) for rank, rows in ROWS.items()}
     assert {rank: samples for rank, (_, samples) in per_rank.items()} == counts
@@ -81,10 +86,16 @@ def test_gathered_losses_on_two_ranks_equal_one_process_holding_both_halves(two_
     halves = [rank_batches(name, rank) for rank in ROWS]
     steps = max(len(h) for h in halves)
     together = [{"views": torch.cat([h[i]["views"] for h in halves if i < len(h)])} for i in range(steps)]
-    expected, samples = validate(method.training_step, together, torch.device("cpu"))
+    expected, samples, _ = validate(method.training_step, together, torch.device("cpu"))
     assert samples == 18
     for rank in ROWS:
         means, got_samples = two_ranks[(name, rank)]
         assert got_samples == samples and set(means) == set(expected)
         for key, value in expected.items():
             assert means[key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_every_rank_reports_what_every_ranks_reader_skipped(two_ranks):
+    # Each method's validation saw the same skip reports; the last one's counts are kept per rank.
+    for rank in ROWS:
+        assert two_ranks[("skips", rank)] == {"too short": 1, "corrupt audio": 2}
