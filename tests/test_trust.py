@@ -452,5 +452,5 @@ def test_a_corpus_too_short_for_one_window_fails_within_seconds(tmp_path, corpor
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     shard = corpora["short"] / "shard-000000.tar"
     assert re.fullmatch(rf"cpc pretrain: \d+ samples read from {re.escape(str(shard))} without one batch of 4 "
-                        r"windows of 3200 wav steps; skipped: \d+ shorter than one window \(e.g. tiny\d.*\)\n",
+                        r"windows of 3200 samples; skipped: \d+ shorter than one window \(e.g. tiny\d.*\)\n",
                         result.stderr), result.stderr
