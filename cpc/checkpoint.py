@@ -15,6 +15,7 @@ import errno
 import io
 import os
 import socket
+import zipfile
 import random
 import re
 from pathlib import Path
@@ -192,8 +193,12 @@ def read(path: str | Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError or others by what is wrong
         text = str(error)
-        reason = text.strip().splitlines()[0] if text.strip() else type(error).__name__
-        if "Weights only load failed" in text:
+        reason = text.strip().splitlines()[0][:120] if text.strip() else type(error).__name__
+        with open(path, "rb") as stream:
+            zipped = stream.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        if zipped and not zipfile.is_zipfile(path):  # begun as one, but its end (the zip directory) is missing
+            reason = f"truncated: {path.stat().st_size} bytes, the end is missing; an interrupted copy or write?"
+        elif "Weights only load failed" in text or not zipped:  # a WAV, a text file, raw pickle bytes
             reason = "not a file torch.save wrote"
         if "Unsupported global" in text or "GLOBAL" in text:  # a pickled reference to some callable
             raise CheckpointError(f"{path} holds objects other than tensors and plain containers; refused, because "

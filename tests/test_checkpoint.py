@@ -184,3 +184,16 @@ def test_stale_temporaries_of_dead_writers_are_removed_and_live_ones_kept(tmp_pa
         path.write_bytes(b"partial")
     assert checkpoint.remove_stale_temporaries(tmp_path) == [stale]
     assert not stale.exists() and live.exists() and other_host.exists()
+
+def test_a_truncated_checkpoint_is_called_truncated_and_a_foreign_file_not_a_checkpoint(tmp_path):
+    whole = checkpoint.save({"model": {"w": torch.zeros(50000)}, "step": 1}, tmp_path, 1)
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(whole.read_bytes()[:4000])
+    with pytest.raises(checkpoint.CheckpointError) as caught:
+        checkpoint.read(cut)
+    assert str(caught.value) == (f"{cut} is not a readable checkpoint (truncated: 4000 bytes, the end is missing; an "
+                                 "interrupted copy or write?)")
+    wav = tmp_path / "audio.pt"
+    wav.write_bytes(b"RIFF" + bytes(100))
+    with pytest.raises(checkpoint.CheckpointError, match=r"audio.pt is not a readable checkpoint \(not a file torch"):
+        checkpoint.read(wav)
