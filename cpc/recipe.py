@@ -232,7 +232,7 @@ def data_loader(config: PretrainConfig, shards, train: bool, start: int = 0,
     workers, `data.prefetch` batches each)."""
     workers = default_workers() if config.data.num_workers is None else config.data.num_workers
     return loader(data_stream(config, shards, train, start, segment), workers, pin_memory=torch.cuda.is_available(),
-                  prefetch=config.data.prefetch)
+                  prefetch=config.data.prefetch, kind=config.data.workers)
 
 
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, float]:

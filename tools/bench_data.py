@@ -1,5 +1,6 @@
 """Benchmark the audio reader: window-audio-seconds delivered per CPU-second (workers' CPU included), from FLAC
-shards vs from one FLAC file per utterance (decode the whole file, crop one window), for 0, 1 and 2 workers;
+shards (DataLoader worker processes, or reader threads: data.workers) vs from one FLAC file per utterance (decode
+the whole file, crop one window), for 0, 1 and 2 workers;
 and the reader's peak RSS over 1x vs 10x the shards.
 
     python tools/bench_data.py                 # builds a corpus from the bundled synthetic speech in a temp dir
@@ -94,9 +95,10 @@ def measure(kind: str, folder: Path, workers: int, batches: int, warmup: int = 2
     from cpc.data.stages import loader
 
     torch.set_num_threads(1)
-    if kind == "shards":
+    if kind in ("shards", "threads"):
         data = loader(audio_stream(AudioDataConfig(shards=str(folder / "shards" / "index.json"), batch_size=8,
-                                                   window=WINDOW), train=True, sample_rate=16000, hop=160), num_workers=workers)
+                                                   window=WINDOW), train=True, sample_rate=16000, hop=160),
+                      num_workers=workers, kind="threads" if kind == "threads" else "processes")
     else:
         paths = sorted(str(p) for p in (folder / "files").glob("*.flac"))
         data = torch.utils.data.DataLoader(PerFileCrops(paths), batch_size=8, shuffle=True, num_workers=workers,
@@ -158,10 +160,10 @@ def main() -> None:
               f"{args.batches} batches after 200 warm-up batches; CPU of the main process and its workers")
         print(f"{'reader':<10} {'workers':>7} {'window-audio-s per CPU-s':>26} {'vs 0 workers':>13} "
               f"{'per wall-s':>11}")
-        for kind in ("shards", "per-file"):
-            for workers in (0, 1, 2):
+        for kind in ("shards", "threads", "per-file"):
+            for workers in (0, 1, 2) if kind != "threads" else (1, 2):
                 r = run(args, "--child", kind, "--workers", str(workers), "--batches", str(args.batches))
-                in_process = r["per_cpu_s"] if workers == 0 else in_process
+                in_process = r["per_cpu_s"] if workers == 0 else in_process  # threads: against shards' 0
                 print(f"{kind:<10} {workers:>7} {r['per_cpu_s']:>26.0f} {r['per_cpu_s'] / in_process:>12.2f}x "
                       f"{r['per_wall_s']:>11.0f}")
         one, ten = run(args, "--child", "peak", "--shards", "shards"), run(args, "--child", "peak", "--shards", "shards10")

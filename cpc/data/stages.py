@@ -13,6 +13,8 @@ workers or ranks share draws.
 from __future__ import annotations
 
 import itertools
+import queue
+import threading
 import os
 import random
 from collections import Counter, defaultdict
@@ -35,6 +37,7 @@ class StreamConfig:
     shards: str | list[str] = ""  # index.json, a folder with one, a brace pattern or URL, or a list of URLs
     batch_size: int = 8
     num_workers: int | None = None  # DataLoader workers per rank; None: 0 on CPU, from the CPU count on CUDA
+    workers: str = "processes"  # "processes" (DataLoader workers) or "threads" (no hand-off cost; see loader())
     prefetch: int = 2  # batches each worker keeps ready
     open_shards: int = 4  # training reads this many shards at once, interleaved (mixes speakers within batches)
     seed: int = 0
@@ -53,8 +56,11 @@ def stream_position() -> tuple[int, int, int, int]:
     else:
         rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     info = torch.utils.data.get_worker_info()
-    worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    worker, workers = (info.id, info.num_workers) if info is not None else getattr(_thread_slot, "value", (0, 1))
     return rank, world, worker, workers
+
+
+_thread_slot = threading.local()  # (worker, workers) of a ThreadedBatches reader thread
 
 
 def pipeline_rng(seed: int, segment_start: int, slot: int) -> random.Random:
@@ -327,9 +333,18 @@ class Stream(torch.utils.data.IterableDataset):
             yield sample
 
 
-def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 2):
-    """A DataLoader over a Stream (batches are made by the stream itself), overlapping loading with compute.
-    Workers persist: iterating the loader again (the next validation) reuses them."""
+WORKER_KINDS = ("processes", "threads")
+
+
+def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefetch: int = 2,
+           kind: str = "processes"):
+    """Batches of a Stream (it makes them itself), loading overlapped with compute by `num_workers` workers:
+    DataLoader worker processes (persistent: the next validation reuses them), or reader threads
+    (ThreadedBatches), which give the same batches in the same order."""
+    if kind not in WORKER_KINDS:
+        raise UserError(f"unknown data.workers {kind!r}; choose one of {WORKER_KINDS}")
+    if kind == "threads" and num_workers > 0:
+        return ThreadedBatches(stream, num_workers, prefetch, pin_memory)
     return torch.utils.data.DataLoader(
         stream,
         batch_size=None,
@@ -341,3 +356,60 @@ def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefe
         # training's random draws (negatives) by whether the loader was created before or after a resume.
         generator=torch.Generator().manual_seed(0),
     )
+
+
+class ThreadedBatches:
+    """A Stream read by `workers` threads, each making the batches DataLoader worker process w would make (every
+    workers-th batch), handed over in the same order: the same batches as with worker processes, so exact resume
+    holds whichever kind a run uses. A batch moves to the training loop by reference: no pickling, no shared-memory
+    file descriptors (which cost DataLoader workers about half the reader's CPU here, see docs/performance.md).
+    Decoding (libsndfile) runs without the GIL, so threads overlap it with the step and with each other; the
+    Python parts of the reader (tar parsing, windowing, batching) do hold it."""
+
+    def __init__(self, stream: Stream, workers: int, prefetch: int = 2, pin_memory: bool = False):
+        self.stream, self.workers, self.prefetch, self.pin_memory = stream, workers, prefetch, pin_memory
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        queues = [queue.Queue(self.prefetch) for _ in range(self.workers)]
+        stop = threading.Event()
+        threads = [threading.Thread(target=self.read, args=(w, queues[w], stop), daemon=True,
+                                    name=f"cpc-reader-{w}") for w in range(self.workers)]
+        for thread in threads:
+            thread.start()
+        live = list(range(self.workers))
+        try:
+            while live:
+                for w in list(live):
+                    item = queues[w].get()
+                    if item is _END:
+                        live.remove(w)  # an evaluation stream's slot ran out; the others go on
+                        continue
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield pinned(item) if self.pin_memory else item
+        finally:
+            stop.set()
+
+    def read(self, worker: int, out: queue.Queue, stop: threading.Event) -> None:
+        _thread_slot.value = (worker, self.workers)
+        try:
+            for batch in self.stream:
+                while not stop.is_set():
+                    try:
+                        out.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            out.put(_END)
+        except BaseException as error:  # raised in the training loop, which reads this queue
+            out.put(error)
+
+
+_END = object()
+
+
+def pinned(batch: dict[str, Any]) -> dict[str, Any]:
+    """Tensors in page-locked memory, so the copy to the GPU runs asynchronously."""
+    return {k: v.pin_memory() if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -40,7 +40,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 RESUMABLE_CHANGES = ("train.steps", "train.out", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "train.validate_every", "train.validation_batches", "train.progress", "train.compile",
                      "train.precision", "train.device", "train.malloc_trim_mb", "train.dist_timeout_minutes",
-                     "train.cudnn_benchmark", "train.tf32", "data.prefetch", "val_shards")
+                     "train.cudnn_benchmark", "train.tf32", "data.prefetch", "data.workers", "val_shards")
 
 
 @dataclass

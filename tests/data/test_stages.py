@@ -46,3 +46,45 @@ def test_skip_counts_drain_merge_and_report():
     worker.skip("unreadable audio", "k2")
     main.merge(worker.drain())
     assert not worker.counts and main.report() == "2 unreadable audio (e.g. k1, k2)"
+
+
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "datasets" / "synthetic_speech" / "sample"
+
+
+def keys_of(batches, count):
+    import itertools
+
+    return [tuple(b["key"]) for b in itertools.islice(iter(batches), count)]
+
+
+def sample_stream(train, start=0, segment=0, window=3200):
+    from cpc.data.audio import AudioDataConfig, audio_stream
+
+    config = AudioDataConfig(shards=str(SAMPLE / ("train" if train else "test")), batch_size=4, window=window,
+                             shuffle_samples=10, shuffle_windows=50)
+    return audio_stream(config, train=train, sample_rate=16000, hop=160, start=start, segment=segment)
+
+
+def test_reader_threads_give_the_batches_worker_processes_give_in_their_order():
+    """Threads stand in for DataLoader worker processes: the same batches in the same order, for a training stream
+    started mid-segment (a resumed run) and for an evaluation stream whose slots run out unevenly."""
+    from cpc.data.stages import loader
+
+    for train, count in ((True, 10), (False, 1000)):
+        stream = sample_stream(train, start=3 if train else 0, segment=4 if train else 0)
+        processes = keys_of(loader(stream, num_workers=2), count)
+        threads = keys_of(loader(stream, num_workers=2, kind="threads"), count)
+        assert threads == processes and len(set(threads)) == len(threads)
+    in_process = keys_of(stream, count)
+    assert sorted(k for b in threads for k in b) == sorted(k for b in in_process for k in b)  # every window once
+
+
+def test_a_reader_threads_error_reaches_the_training_loop():
+    import pytest
+
+    from cpc.data.stages import NoBatches, loader
+
+    stream = sample_stream(True, window=16000 * 60)  # no utterance holds a minute: no batch is ever made
+    stream.patience = 50
+    with pytest.raises(NoBatches, match="without one batch of 4 windows of 960000 samples"):
+        next(iter(loader(stream, num_workers=2, kind="threads")))
