@@ -14,7 +14,7 @@ def test_the_gpu_check_runs_on_the_cpu_at_toy_sizes():
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     summary = json.loads(run.stdout.strip().splitlines()[-1])
     checks = {row["check"]: row for row in summary["checks"]}
-    assert summary["ok"] and len(checks) == 25
+    assert summary["ok"] and len(checks) == 26
     assert all(f"train {name} {p}" in checks for name in ("cpc-paper", "cpc-base", "cpc-video", "cpc-logmel",
                                                           "simclr", "moco", "byol", "barlow") for p in ("bf16", "fp16"))
     assert checks["g_ar output dtype (bf16)"]["result"] == "float32"

@@ -10,7 +10,8 @@ Checks, each one row of the table, then one JSON line with every figure:
 - a sync audit of one training step (torch.cuda.set_sync_debug_mode): host syncs outside logging steps;
 - model-bound throughput of CPC base at batch 64 and 256 x 20480 samples, audio-s/s and peak memory, with
   InfoNCE's dense and gather scoring;
-- the reader with 0/4/8/12 workers against the model's need: data-bound or model-bound;
+- the reader with 0/4/8/12 worker processes and 4/8/12 reader threads against the model's need: data-bound or
+  model-bound;
 - the DDP code path at world 1 (NCCL on CUDA, gloo on CPU), forced by making the process group first;
 - resume from a checkpoint written on this device, and cpc.load of it in a process that sees no GPU.
 """
@@ -202,9 +203,11 @@ def check_throughput(sizes: Sizes, device: torch.device, tmp: Path) -> list[dict
 
 def check_loader(sizes: Sizes, need: float) -> list[dict]:
     rows = []
-    for workers in sizes.workers:
+    runs = [("processes", w) for w in sizes.workers] + [("threads", w) for w in sizes.workers if w]
+    for kind, workers in runs:
         config = load_config(overrides=["cpc_preset=base", f"data.shards={SAMPLE}", f"data.window={sizes.window}",
-                                        f"data.batch_size={sizes.batch}", f"data.num_workers={workers}"])
+                                        f"data.batch_size={sizes.batch}", f"data.num_workers={workers}",
+                                        f"data.workers={kind}"])
         loader = iter(data_loader(config, config.data.shards, True))
         for _ in range(5):
             next(loader)
@@ -213,7 +216,7 @@ def check_loader(sizes: Sizes, need: float) -> list[dict]:
             seconds += next(loader)["wav"].numel() / 16000
         rate = seconds / (time.perf_counter() - start)
         bound = "data-bound" if rate < need else "model-bound"
-        rows.append({"check": f"reader {workers} workers", "ok": True,
+        rows.append({"check": f"reader {workers} {kind if workers else 'workers'}", "ok": True,
                      "result": f"{rate:.0f} audio-s/s vs the model's {need:.0f}: {bound}", "audio_s_per_s": rate})
         del loader
     return rows
