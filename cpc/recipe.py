@@ -16,8 +16,10 @@ import torch
 from cpc import config as configs
 from cpc.data.audio import AudioDataConfig, audio_stream
 from cpc.data.images import VIEW_RECIPES, ImageDataConfig, TwoViews, image_stream
+from cpc.data.augment import check_augment_config
+from cpc.data.mixing import expected_shares, parse_mix
 from cpc.data.shards import resolve_shards
-from cpc.data.stages import Stream, loader
+from cpc.data.stages import WORKER_KINDS, Stream, loader
 from cpc.data.video import VideoDataConfig, video_stream
 from cpc.devices import DEVICES
 from cpc.methods import METHODS, BarlowTwinsConfig, BYOLConfig, CPCConfig, Method, MoCoConfig, SimCLRConfig, cpc_preset
@@ -133,6 +135,7 @@ def check(config: PretrainConfig, origin: Callable[[str], str] = lambda key: "th
     rules.one_of("optim.schedule", SCHEDULES)
     rules.one_of("train.precision", PRECISIONS)
     rules.one_of("train.device", DEVICES)
+    rules.one_of("data.workers", WORKER_KINDS)
     kind = data_kind(config)
     if kind == "images":
         rules.at_least(1, "data.size")
@@ -162,6 +165,7 @@ def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
         return
     rules.one_of("cpc.model.encoder.norm", NORMS)
     rules.one_of("data.group", (None, "speaker", "sequence"))
+    check_augment_config(config.data.augment, "data.augment")
     kernels, strides = model.encoder.kernels, model.encoder.strides
     if len(kernels) != len(strides) or not strides or min(kernels + strides) < 1:
         rules.fail(["cpc.model.encoder.kernels", "cpc.model.encoder.strides"],
@@ -238,11 +242,22 @@ def data_loader(config: PretrainConfig, shards, train: bool, start: int = 0,
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
     """Train as the config says; errors in paths and settings surface before the first step."""
     check(config)  # a config built in code gets the checks load_config gives a recipe
-    if not config.data.shards:
+    mix = getattr(config.data, "mix", [])
+    if not config.data.shards and not mix:
         raise configs.ConfigError("data.shards is not set (the recipe and --set leave it empty): point it at "
                                   "shards written by `cpc shards`, e.g. "
                                   "--set data.shards=datasets/synthetic_speech/sample/train")
-    resolve_shards(config.data.shards)  # a missing path fails here, naming it
+    if mix:
+        try:
+            entries = parse_mix(mix)
+        except ValueError as error:
+            raise configs.ConfigError(f"data.mix: {error}") from None
+        for spec, _ in entries:
+            resolve_shards(spec)  # a missing path fails here, naming it
+        shares = ", ".join(f"{spec} {share:.0%}" for (spec, _), share in zip(entries, expected_shares(entries)))
+        print(f"training mixture (share of the audio time): {shares}")
+    else:
+        resolve_shards(config.data.shards)  # a missing path fails here, naming it
     if config.val_shards:
         resolve_shards(config.val_shards)
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank and in every rerun

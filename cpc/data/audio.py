@@ -8,15 +8,17 @@ and the label frame hop are the model's (CPCModelConfig), passed in by whoever b
 from __future__ import annotations
 
 import functools
-import math
 import io
 import json
-from dataclasses import dataclass
-from typing import Any
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any, Iterator
 
 import numpy as np
 import soundfile as sf
 
+from cpc.data.augment import AugmentConfig, Augmenter, augment_items
 from cpc.data.labels import frame_samples
 from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
 
@@ -29,6 +31,7 @@ class AudioDataConfig(StreamConfig):
     group: str | None = None  # None, "speaker" (CPC same-speaker batches) or "sequence"
     shuffle_samples: int = 100  # compressed samples shuffled before decoding
     shuffle_windows: int = 1000
+    augment: AugmentConfig = field(default_factory=AugmentConfig)  # training windows only (CPC2); off by default
 
 
 def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | None = None) -> dict[str, Any] | None:
@@ -75,5 +78,20 @@ def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: 
         group=config.group,
         shuffle_samples=config.shuffle_samples,
         shuffle_items=config.shuffle_windows,
+        transform=AugmentStage(config.augment, sample_rate) if train and config.augment.enabled else None,
         **config.stream_args(train, start, segment),
     )
+
+
+class AugmentStage:
+    """The augmentation stage of a training stream: windows in, windows with "wav" (what c_t sees) and
+    "wav_future" (what the targets come from) out. The Augmenter (noise recordings, impulse responses) is built
+    on first use, inside the worker that runs the stream, and kept for the worker's later pipelines."""
+
+    def __init__(self, config: AugmentConfig, sample_rate: int):
+        self.config, self.sample_rate, self.augmenter = config, sample_rate, None
+
+    def __call__(self, windows: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
+        if self.augmenter is None:
+            self.augmenter = Augmenter(self.config, self.sample_rate)
+        return augment_items(windows, "wav", self.augmenter, rng)

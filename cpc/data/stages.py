@@ -18,7 +18,7 @@ import threading
 import os
 import random
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
@@ -26,6 +26,7 @@ import torch
 import webdataset as wds
 from torch.nn.utils.rnn import pad_sequence
 
+from cpc.data.mixing import mixture_shards, parse_mix, weighted_shard_urls
 from cpc.data.shards import resolve_shards
 from cpc.errors import UserError
 
@@ -42,9 +43,15 @@ class StreamConfig:
     open_shards: int = 4  # training reads this many shards at once, interleaved (mixes speakers within batches)
     seed: int = 0
 
+    # Training from a weighted mixture of corpora instead of `shards`: ["SHARDS=WEIGHT", ...], each corpus supplying
+    # its weight's share of the audio time (cpc.data.mixing); evaluation streams read `shards`.
+    mix: list[str] = field(default_factory=list)
+
     def stream_args(self, train: bool, start: int, segment: int) -> dict[str, Any]:
         """The Stream arguments these settings fix."""
-        return dict(urls=resolve_shards(self.shards), batch_size=self.batch_size, train=train,
+        urls, weights = (mixture_shards(parse_mix(self.mix)) if train and self.mix
+                         else (resolve_shards(self.shards), None))
+        return dict(urls=urls, weights=weights, batch_size=self.batch_size, train=train,
                     open_shards=self.open_shards, seed=self.seed, start=start, segment=segment)
 
 
@@ -215,6 +222,9 @@ def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
         "speaker_name": names,
         "key": [item["key"] for item in items],
     }
+    if field + "_future" in items[0]:  # what the targets are encoded from (augmentation: cpc.data.augment)
+        batch[field + "_future"] = pad_sequence([torch.from_numpy(item[field + "_future"]) for item in items],
+                                                batch_first=True)
     if all(item.get("labels") is not None for item in items):
         labels = [torch.from_numpy(item["labels"].astype(np.int64)) for item in items]
         batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=-1)
@@ -251,6 +261,8 @@ class Stream(torch.utils.data.IterableDataset):
         seed: int = 0,
         start: int = 0,
         segment: int = 0,
+        weights: list[float] | None = None,
+        transform: Callable[[Iterator[dict[str, Any]], random.Random], Iterator[dict[str, Any]]] | None = None,
     ):
         super().__init__()
         if batch_size < 1:
@@ -262,6 +274,9 @@ class Stream(torch.utils.data.IterableDataset):
         self.quantum, self.label_step = quantum, label_step
         self.shuffle_samples, self.shuffle_items, self.open_shards = shuffle_samples, shuffle_items, open_shards
         self.seed, self.start, self.segment = seed, start, segment
+        # Training only: shard draw probabilities (a weighted mixture of corpora, cpc.data.mixing), and a stage on
+        # the windows (augmentation) drawing from the pipeline's rng, so a resumed stream repeats it exactly.
+        self.weights, self.transform = weights, transform
         # A training stream that reads this many samples without completing a batch stops with an error instead
         # of spinning forever (every utterance shorter than a window, every sample corrupt).
         self.patience = 4 * (shuffle_samples + shuffle_items + 256 * batch_size) + 1000
@@ -288,7 +303,8 @@ class Stream(torch.utils.data.IterableDataset):
     def batches(self, rng: random.Random) -> Iterator[dict[str, Any]]:
         skips = SkipCounter()
         train = self.train
-        urls = shard_urls(self.urls, train, rng)
+        urls = weighted_shard_urls(self.urls, self.weights, rng) if train and self.weights else shard_urls(
+            self.urls, train, rng)
         samples = interleaved_samples(urls, self.open_shards, rng, skips) if train else raw_samples(urls, skips)
         if train:
             samples = self.watched(shuffled(samples, rng, self.shuffle_samples), skips)
@@ -296,6 +312,8 @@ class Stream(torch.utils.data.IterableDataset):
         if self.window is not None:
             items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
                                 self.label_step)
+        if train and self.transform is not None:
+            items = self.transform(items, rng)
         if self.group is not None:
             key = "speaker" if self.group == "speaker" else "utterance"
             batches = grouped(items, key, self.batch_size, skips)

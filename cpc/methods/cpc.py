@@ -128,7 +128,7 @@ class CPCMethod(Method):
                 f"K = {model.steps} prediction steps need at least {model.min_training_samples()} {unit}; "
                 f"got {x.shape[1]}"
             )
-        out = self.model(x)
+        out = self.model(x, batch.get(model.input_key + "_future"))  # targets from the other version, if any
         valid = batch.get("valid")  # lockstep validation's padding rows weigh 0
         if valid is not None and model.cells > 1:
             valid = valid.repeat_interleave(model.cells)

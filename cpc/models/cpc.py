@@ -154,17 +154,27 @@ class CPCModel(nn.Module):
             out = reduce(out, "(b g) t d -> b t d", "mean", g=self.cells)
         return out[0] if single else out
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """`target`: another version of the same window (augmentation, cpc.data.augment: e.g. x augmented, target
+        clean) that the target frames z (positives, negatives, regression targets) come from, while c_t is
+        computed from x; both pass the encoder in one call."""
         self.check_input(x)
         x = self.prepare(x)
-        z = self.encode(x)
+        if target is None:
+            z = z_target = self.encode(x)
+        else:
+            self.check_input(target)
+            if target.shape != x.shape:
+                raise ValueError(f"target {tuple(target.shape)} must have the input's shape {tuple(x.shape)}")
+            target = self.prepare(target)
+            z, z_target = self.encode(torch.cat([x, target])).chunk(2)
         c, _ = self.ar(z)
-        out = {"z": z, "c": c}
+        out = {"z": z_target, "c": c}
         if self.predictor is not None:
             out["pred"] = self.predictor(c)
         if self.regressor is not None:
             out["regression"] = self.regressor(c)
-            out["regression_target"] = self.regression_target(x, z)
+            out["regression_target"] = self.regression_target(x if target is None else target, z_target)
         return out
 
     def regression_target(self, prepared: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

@@ -123,3 +123,40 @@ def test_bad_config():
         audio_stream(AudioDataConfig(shards="x", window=3000), train=True, sample_rate=16000, hop=160)
     with pytest.raises(FileNotFoundError, match="not found"):
         audio_stream(AudioDataConfig(shards="/nonexistent/s-{0..2}.tar"), train=True, sample_rate=16000, hop=160)
+
+
+SAMPLE = __import__("pathlib").Path(__file__).resolve().parents[2] / "datasets" / "synthetic_speech" / "sample"
+
+
+def test_augmented_training_windows_carry_a_clean_future_and_repeat_from_their_start_position():
+    from cpc.data.augment import AugmentConfig
+
+    noise_only = AugmentConfig(past=True, pitch_prob=0.0, reverb_prob=0.0, noise_prob=1.0, noise_colours=("pink",))
+    config = AudioDataConfig(shards=str(SAMPLE / "train"), batch_size=4, window=3200, augment=noise_only,
+                             shuffle_samples=10, shuffle_windows=50)
+    stream = lambda start: audio_stream(config, train=True, sample_rate=16000, hop=160, start=start, segment=4)
+    first = list(itertools.islice(iter(stream(0)), 6))
+    resumed = list(itertools.islice(iter(stream(4)), 2))  # a resumed run's stream starts at batch 4
+    for a, b in zip(first[4:], resumed):
+        assert torch.equal(a["wav"], b["wav"]) and torch.equal(a["wav_future"], b["wav_future"])
+    batch = first[0]
+    assert batch["wav"].shape == batch["wav_future"].shape == (4, 3200)
+    noise = batch["wav"] - batch["wav_future"]  # the context input is noisy, the target clean: 5-15 dB SNR
+    snr = 10 * torch.log10(batch["wav_future"].pow(2).mean(1) / noise.pow(2).mean(1))
+    assert ((snr > 4.9) & (snr < 15.1)).all(), snr
+    evaluation = next(iter(audio_stream(config, train=False, sample_rate=16000, hop=160)))
+    assert "wav_future" not in evaluation  # validation is never augmented
+
+
+@pytest.mark.parametrize("weights, low, high", [((1e-6, 1), 0.95, 1.0), ((1, 1e-6), 0.0, 0.05)])
+def test_training_draws_shards_by_the_mixtures_weights(weights, low, high):
+    """data.mix replaces data.shards for training (cpc.data.mixing draws each shard by its corpus's weight of the
+    audio time); a near-zero weight all but silences a corpus."""
+    test_keys = set((SAMPLE / "test.txt").read_text().split())
+    mix = [f"{SAMPLE / 'train'}={weights[0]}", f"{SAMPLE / 'test'}={weights[1]}"]
+    config = AudioDataConfig(shards="", mix=mix, batch_size=8, window=3200, shuffle_samples=10, shuffle_windows=50,
+                             open_shards=1)
+    batches = itertools.islice(iter(audio_stream(config, train=True, sample_rate=16000, hop=160)), 20)
+    keys = [key.split("@")[0] for batch in batches for key in batch["key"]]
+    share = sum(key in test_keys for key in keys) / len(keys)
+    assert low <= share <= high, share

@@ -76,3 +76,14 @@ def test_bad_inputs():
         model(torch.randn(4800))
     with pytest.raises(ValueError, match="unknown regression_target 'mel'"):
         CPCModel(CPCModelConfig(regression_target="mel"))
+
+
+def test_targets_come_from_the_other_version_and_context_from_the_input():
+    torch.manual_seed(0)
+    model = cpc_small().eval()
+    x, clean = torch.randn(2, 3200), torch.randn(2, 3200)
+    both = model(x, clean)
+    assert torch.allclose(both["c"], model(x)["c"], atol=1e-5)  # c_t sees the (augmented) input
+    assert torch.allclose(both["z"], model(clean)["z"], atol=1e-5)  # positives and negatives: the other version
+    with pytest.raises(ValueError, match="must have the input's shape"):
+        model(x, clean[:, :1600])
