@@ -5,11 +5,15 @@ Three ways, all giving the same frames (within float rounding):
 - `extract(model, wav)`: one utterance at once;
 - `extract_batch(model, wavs)`: several utterances padded into one batch (zeros past an utterance's end are
   exactly what whole-utterance encoding pads with, and every part of the model is causal or frame-local);
-- `FeatureStream(model, stats)`: pushing audio chunk by chunk (live audio, or hour-long files in bounded memory),
-  the encoder's receptive-field context and g_ar's state carried across chunks.
+- `FeatureStream(model)`: pushing audio chunk by chunk (live audio, or hour-long files in bounded memory),
+  the encoder's receptive-field context, the input normalisation's running sums and g_ar's state carried across
+  chunks.
 
-Inputs are standardised with the utterance's own mean and standard deviation, as in training. A stream cannot
-see the future, so it takes them as `stats` (computed from the file, or from a calibration stretch of live audio).
+Inputs are normalised as in training (`model.config.input_norm`). "causal" (the presets) needs nothing from the
+future, so batches and streams normalise as the model does. "window" (checkpoints before `input_norm` existed)
+standardises with the utterance's own mean and standard deviation: batches compute them per utterance before
+padding, and a stream, which cannot see the future, takes them as `stats` (from the file, or from a calibration
+stretch of live audio: `utterance_stats`).
 
 Each way takes `precision` ("fp32", or "bf16" autocast) and works unchanged with a model whose encoder runs in
 int8 (`cpc.models.int8.int8_model`): the fastest CPU extraction.
@@ -49,7 +53,7 @@ def float_math(precision: str, device: torch.device):
 
 
 def utterance_stats(wav: np.ndarray | torch.Tensor) -> tuple[float, float]:
-    """(mean, std) of one utterance, as the model's input standardisation computes them."""
+    """(mean, std) of one utterance, as the "window" input standardisation computes them."""
     wav = torch.as_tensor(wav, dtype=torch.float32)
     return float(wav.mean()), float(wav.std(unbiased=False))
 
@@ -65,12 +69,15 @@ def extract_batch(model: CPCModel, wavs: Sequence[np.ndarray | torch.Tensor], la
     if min(lengths) < model.hop:
         raise ValueError(f"every waveform needs at least {model.hop} samples (one frame); got {min(lengths)}")
     batch = torch.zeros(len(wavs), max(lengths), device=device)
+    window = model.config.resolved_input_norm == "window"
     for row, (wav, length) in enumerate(zip(wavs, lengths)):
         wav = torch.as_tensor(wav, dtype=torch.float32, device=device)
-        if model.config.standardize:
+        if window:  # the statistics of the utterance alone, not of its padding
             mean, std = utterance_stats(wav)
             wav = (wav - mean) / (std + 1e-5)
         batch[row, :length] = wav  # zeros after the end, as whole-utterance encoding pads
+    if not window:  # "causal": a sample sees only earlier ones, so padding after it changes nothing; or "none"
+        batch = model.prepare(batch)
     with float_math(precision, device):
         z = model.encoder(batch)
         c, _ = model.ar(z)
@@ -88,7 +95,8 @@ class FeatureStream:
 
     Frame t needs samples up to hop t + (field - hop) / 2 + hop (the encoder looks ahead to the end of its
     receptive field), so a chunk's last few frames come out with the next chunk. Memory is bounded by the chunk
-    size.
+    size. `stats` (mean, std) is used by "window" models only (see `utterance_stats`); "causal" ones carry their
+    running RMS across chunks and need none.
     """
 
     def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c",
@@ -100,7 +108,9 @@ class FeatureStream:
         self.device = next(model.parameters()).device
         float_math(precision, self.device)  # a bad precision fails here, not at the first chunk
         self.precision = precision
-        self.mean, self.std = stats if model.config.standardize else (0.0, 1.0 - 1e-5)
+        self.input_norm = model.config.resolved_input_norm
+        self.mean, self.std = stats if self.input_norm == "window" else (0.0, 1.0 - 1e-5)
+        self.carry = None  # "causal": the running sum of squares and sample count so far
         encoder = model.encoder
         self.hop, self.field = encoder.hop, encoder.field
         self.buffer = torch.zeros(1, encoder.pad_left, device=self.device)  # the left edge's zero padding
@@ -114,7 +124,11 @@ class FeatureStream:
         """Frames completed by this chunk: (frames, dim), possibly zero frames."""
         chunk = torch.as_tensor(chunk, dtype=torch.float32, device=self.device).reshape(1, -1)
         self.samples += chunk.shape[1]
-        self.buffer = torch.cat([self.buffer, (chunk - self.mean) / (self.std + 1e-5)], dim=1)
+        if self.input_norm == "causal":
+            chunk, self.carry = self.model.causal_norm(chunk, self.carry)
+        else:
+            chunk = (chunk - self.mean) / (self.std + 1e-5)
+        self.buffer = torch.cat([self.buffer, chunk], dim=1)
         return self.encode(self.samples // self.hop)
 
     @torch.no_grad()
@@ -142,7 +156,8 @@ class FeatureStream:
 def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_samples: int, layer: str = "c",
                     precision: str = "fp32") -> torch.Tensor:
     """`extract` through a FeatureStream, `chunk_samples` at a time: bounded memory for hour-long files."""
-    stream = FeatureStream(model, utterance_stats(wav) if model.config.standardize else (0.0, 1.0), layer, precision)
+    window = model.config.resolved_input_norm == "window"
+    stream = FeatureStream(model, utterance_stats(wav) if window else (0.0, 1.0), layer, precision)
     wav = torch.as_tensor(wav, dtype=torch.float32)
     pieces = [stream.push(wav[start : start + chunk_samples]) for start in range(0, len(wav), chunk_samples)]
     return torch.cat(pieces + [stream.finish()])

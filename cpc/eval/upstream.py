@@ -5,7 +5,9 @@ and the context c of the zero-padded batch, `get_downsample_rates(key)` the samp
     upstream = cpc.eval.upstream.upstream("runs/cpc")        # or cpc.eval.upstream.Upstream(model)
     out = upstream([wav1, wav2])          # {"hidden_states": [z, c], "last_hidden_state": c, "z": z, "c": c}
 
-Each waveform is standardised over its own samples (as `cpc extract` does), then zero-padded to the longest:
+Each waveform is normalised as the model was trained (`input_norm`; "window": standardised over its own samples
+before padding, as `cpc extract` does; "causal": a running RMS that padding after the end cannot reach) and
+zero-padded to the longest:
 row i's first `len(wav_i) // hop` frames equal those of wav_i run alone (every part of the model is causal or
 frame-local), the rest are padding frames a downstream task masks by length. In train mode (s3prl's
 `--upstream_trainable`) gradients reach every encoder and context weight; BatchNorm then uses batch statistics.
@@ -62,12 +64,15 @@ class Upstream(nn.Module):
             raise ValueError(f"each waveform must be 1-D with at least {self.hop} samples; got shapes "
                              f"{[tuple(w.shape) for w in wavs]}")
         rows = []
+        window = self.model.config.resolved_input_norm == "window"
         for wav in wavs:
             wav = wav.to(device, torch.float32)
-            if self.model.config.standardize:
+            if window:  # the utterance's own statistics, not its padding's
                 wav = (wav - wav.mean()) / (wav.std(unbiased=False) + 1e-5)
             rows.append(wav)
         batch = nn.utils.rnn.pad_sequence(rows, batch_first=True)  # zeros after each end, as whole-utterance padding
+        if not window:  # "causal" sees only earlier samples, so the padding changes nothing before it; or "none"
+            batch = self.model.prepare(batch)
         z = self.model.encoder(batch)
         c, _ = self.model.ar(z)
         return {"hidden_states": [z, c], "last_hidden_state": c, "z": z, "c": c}

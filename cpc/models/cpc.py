@@ -11,11 +11,12 @@ from torch import nn
 
 from cpc.models.autoregressive import AutoregressiveConfig, build_autoregressive
 from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, FrameEncoderConfig, LogMelFrames,
-                                 standardize, standardize_frames)
+                                 CausalCarry, causal_normalize, standardize, standardize_frames)
 from cpc.models.heads import PredictionHeads, PredictorConfig
 
 REGRESSION_TARGETS = ("none", "z", "logmel", "pixels")
 MODALITIES = ("audio", "video")
+INPUT_NORMS = ("window", "causal", "none")
 
 
 @dataclass
@@ -33,9 +34,29 @@ class CPCModelConfig:
     regression_target: str = "none"
     n_mels: int = 80
     pixel_size: int = 8
-    # Each input row (audio) or frame (video) to zero mean, unit variance: without it an untrained encoder outputs
-    # mostly its biases.
+    # Input normalisation (without one an untrained encoder outputs mostly its biases):
+    # "window": each input row to zero mean, unit variance with its own statistics, so c_t depends on samples
+    #   after t and a stream needs the utterance's statistics in advance. The default so that every checkpoint
+    #   saved before this key existed (its config has no `input_norm`) keeps its behaviour; the presets say "causal".
+    # "causal": each sample divided by the running RMS of its row up to itself (encoders.causal_normalize), which
+    #   starts from `input_prior_seconds` of pseudo-audio at RMS `input_level`: c_t depends on the past only and
+    #   streams need no calibration. Level 0.1 (-20 dBFS) is the bundled corpus's typical RMS (0.05-0.2 per
+    #   utterance) and a common speech loudness target, so the first frames of a window are scaled about as the
+    #   rest. 0.025 s (400 samples, about one receptive field) keeps the first samples from setting the gain alone
+    #   (with no prior sample 0 comes out as +-1), while the signal outweighs the prior after 0.025 s * (0.1 /
+    #   its RMS)^2: at once for loud input, 0.25 s at -30 dBFS, 2.5 s at -40 dBFS (set input_level near such a
+    #   corpus's RMS). A longer prior (0.1 s) trained the same on the demo but adapts 4x slower.
+    # "none": raw input. Video frames are standardised each on its own (already causal) unless "none".
+    # `standardize: false`, the older switch, means "none" whatever input_norm says.
+    input_norm: str = "window"
+    input_level: float = 0.1
+    input_prior_seconds: float = 0.025
     standardize: bool = True
+
+    @property
+    def resolved_input_norm(self) -> str:
+        """The input normalisation this config applies: `input_norm`, or "none" when `standardize` is false."""
+        return self.input_norm if self.standardize else "none"
 
     @property
     def hop(self) -> int:
@@ -61,6 +82,11 @@ class CPCModel(nn.Module):
             raise ValueError("regression_target 'logmel' needs audio; video can regress 'z' or 'pixels'")
         if config.modality == "audio" and config.regression_target == "pixels":
             raise ValueError("regression_target 'pixels' needs video; audio can regress 'z' or 'logmel'")
+        if config.input_norm not in INPUT_NORMS:
+            raise ValueError(f"unknown input_norm {config.input_norm!r}; choose one of {INPUT_NORMS}")
+        if config.input_level <= 0 or config.input_prior_seconds <= 0:
+            raise ValueError(f"input_level ({config.input_level}) and input_prior_seconds "
+                             f"({config.input_prior_seconds}) must be positive: the causal RMS starts from them")
         if config.regression_target == "pixels" and config.pixel_size % config.frames.grid:
             raise ValueError(f"pixel_size {config.pixel_size} must be a multiple of frames.grid {config.frames.grid}")
         self.config = config
@@ -118,10 +144,22 @@ class CPCModel(nn.Module):
             raise ValueError(f"need at least {min_steps} {unit}; got {x.shape[1]}")
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw input -> what the encoder takes: standardised float rows (audio) or frames (video)."""
+        """Raw input -> what the encoder takes: normalised float rows (audio, `config.input_norm`) or frames
+        (video)."""
+        kind = self.config.resolved_input_norm
         if self.video:
-            return standardize_frames(x) if self.config.standardize else x.float() / 255
-        return standardize(x) if self.config.standardize else x
+            return standardize_frames(x) if kind != "none" else x.float() / 255
+        if kind == "window":
+            return standardize(x)
+        if kind == "causal":
+            return self.causal_norm(x)[0]
+        return x
+
+    def causal_norm(self, wav: torch.Tensor, carry: CausalCarry | None = None) -> tuple[torch.Tensor, CausalCarry]:
+        """(batch, samples) -> (causally normalised rows, carry for their continuation): chunks pushed with the
+        carry give what one call on the whole rows gives."""
+        prior = round(self.config.input_prior_seconds * self.config.sample_rate)
+        return causal_normalize(wav, self.config.input_level, prior, carry)
 
     def encode(self, prepared: torch.Tensor) -> torch.Tensor:
         """Prepared input -> encoder frames (B', T, D_enc), grid cells folded into the batch."""
@@ -133,7 +171,7 @@ class CPCModel(nn.Module):
         """Frame features: (samples,) -> (samples // hop, dim), or (batch, samples) -> (batch, frames, dim); for
         video (T, H, W, C) -> (T, dim) or (B, T, H, W, C) -> (B, T, dim), grid cells averaged; layer "appearance"
         (video): the frame trunk's maps averaged over space.
-        Each row is standardised on its own; for batches of unequal lengths use cpc.features.extract_batch."""
+        Each row is normalised on its own; for batches of unequal lengths use cpc.features.extract_batch."""
         device = next(self.parameters()).device
         x = torch.as_tensor(x, device=device)
         single = x.dim() == (4 if self.video else 1)
@@ -210,6 +248,7 @@ def cpc_paper_config() -> CPCModelConfig:
     """Oord et al. 2018: 512 channels, BatchNorm, GRU 256, linear W_k, K = 12."""
     return CPCModelConfig(
         encoder=ConvEncoderConfig(channels=512, norm="batch"),
+        input_norm="causal",
         ar=AutoregressiveConfig(kind="gru", dim=256),
         predictor=PredictorConfig(kind="linear", steps=12),
     )
@@ -219,6 +258,7 @@ def cpc_base_config() -> CPCModelConfig:
     """facebookresearch CPC_audio's defaults, with one shared Transformer predictor instead of twelve."""
     return CPCModelConfig(
         encoder=ConvEncoderConfig(channels=256, norm="channel"),
+        input_norm="causal",
         ar=AutoregressiveConfig(kind="lstm", dim=256),
         predictor=PredictorConfig(kind="transformer", steps=12),
     )
@@ -232,6 +272,7 @@ def cpc_small_config() -> CPCModelConfig:
     """
     return CPCModelConfig(
         encoder=ConvEncoderConfig(channels=64, norm="batch"),
+        input_norm="causal",
         ar=AutoregressiveConfig(kind="gru", dim=64),
         predictor=PredictorConfig(kind="linear", steps=4),
     )

@@ -188,6 +188,31 @@ def standardize(wav: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return (wav - mean) / (std + eps)
 
 
+CausalCarry = tuple[torch.Tensor, int]  # (sum of squares so far per row (batch,) float64, samples so far)
+
+
+def causal_normalize(wav: torch.Tensor, level: float, prior_samples: int,
+                     carry: CausalCarry | None = None) -> tuple[torch.Tensor, CausalCarry]:
+    """(batch, samples) -> each sample divided by the running RMS of its row up to and including it, the RMS
+    starting from `prior_samples` pseudo-samples of RMS `level`; returns the carry to continue the rows with.
+
+    x_hat[s] = x[s] / sqrt((sum_{u<=s} x[u]^2 + n0 level^2) / (s + 1 + n0)): sample s sees no later sample, so
+    context c_t never depends on the future, and pushing a row in chunks with the carry equals one call on the
+    whole row (to float rounding). Summed in float64 outside autocast: over an hour of audio (5.8e7 samples) a
+    float32 cumsum of squares would lose the last samples' contribution to rounding."""
+    dtype = torch.float32 if wav.device.type == "mps" else torch.float64  # MPS has no float64
+    with torch.autocast(wav.device.type, enabled=False):
+        x = wav.to(dtype)
+        carried_sum, carried_count = carry if carry is not None else (torch.zeros(x.shape[0], dtype=dtype,
+                                                                                  device=x.device), 0)
+        running = torch.cumsum(x * x, dim=-1) + carried_sum.to(dtype)[:, None]
+        count = torch.arange(carried_count + 1, carried_count + x.shape[-1] + 1, dtype=dtype, device=x.device)
+        rms = torch.sqrt((running + prior_samples * level**2) / (count + prior_samples))
+        out = (x / rms).to(wav.dtype if wav.is_floating_point() else torch.float32)
+    last = running[:, -1] if x.shape[-1] else carried_sum.to(dtype)
+    return out, (last, carried_count + x.shape[-1])
+
+
 class SpectralFrames(nn.Module):
     """A torchaudio spectral transform (batch, samples) -> (batch, bins, frames) on ConvEncoder's frame grid:
     the input padded so frame t's `window_seconds` window is centred on samples [hop t, hop t + hop), giving

@@ -1,16 +1,16 @@
 import pytest
 import torch
 
-from cpc.eval.features import FeatureStream, extract, extract_batch, extract_chunked
+from cpc.eval.features import FeatureStream, extract, extract_batch, extract_chunked, utterance_stats
 from cpc.models.autoregressive import AutoregressiveConfig
 from cpc.models.cpc import CPCModel, CPCModelConfig
 from cpc.models.encoders import ConvEncoderConfig
 from cpc.models.heads import PredictorConfig
 
 
-def model(norm="channel", ar="lstm"):
+def model(norm="channel", ar="lstm", input_norm="window"):
     torch.manual_seed(0)
-    config = CPCModelConfig(encoder=ConvEncoderConfig(channels=32, norm=norm),
+    config = CPCModelConfig(encoder=ConvEncoderConfig(channels=32, norm=norm), input_norm=input_norm,
                             ar=AutoregressiveConfig(kind=ar, dim=24, window=40), predictor=PredictorConfig(steps=3))
     m = CPCModel(config)
     if norm == "batch":  # non-trivial running statistics
@@ -34,6 +34,29 @@ def test_chunked_equals_whole_file(norm, ar, chunk):
     wav = torch.randn(12345) * 0.3 + 0.01
     whole = extract(m, wav, "both")
     assert torch.allclose(extract_chunked(m, wav, chunk, "both"), whole, atol=1e-4)
+
+
+@pytest.mark.parametrize("ar", ["gru", "transformer"])
+def test_causal_input_norm_streams_and_batches_as_the_model_runs(ar):
+    m = model("batch", ar, input_norm="causal")
+    wavs = [torch.randn(n) * scale + 0.01 for n, scale in ((12345, 0.3), (3000, 0.02), (8123, 1.0))]
+    with torch.no_grad():
+        own = [torch.cat([m(w[None])["z"], m(w[None])["c"]], dim=-1)[0] for w in wavs]  # forward, one utterance
+    for batched, wav, expected in zip(extract_batch(m, wavs, "both"), wavs, own):
+        assert torch.allclose(batched, expected, atol=1e-5)
+        for chunk in (160, 1000, 5000):  # no stats: the stream carries its running RMS across chunks
+            stream = FeatureStream(m, layer="both")
+            pieces = [stream.push(wav[start : start + chunk]) for start in range(0, len(wav), chunk)]
+            assert torch.allclose(torch.cat(pieces + [stream.finish()]), expected, atol=1e-5)
+        assert torch.allclose(extract_chunked(m, wav, 1000, "both"), expected, atol=1e-5)
+
+
+def test_window_input_norm_stream_needs_the_utterance_stats():
+    m = model()  # "window", as checkpoints saved before input_norm existed
+    wav = torch.randn(6000) * 0.3 + 0.05
+    whole = extract(m, wav)
+    assert torch.allclose(FeatureStream(m, utterance_stats(wav)).push(wav)[:10], whole[:10], atol=1e-5)
+    assert not torch.allclose(FeatureStream(m).push(wav)[:10], whole[:10], atol=1e-3)
 
 
 def test_batched_with_padding_equals_one_by_one():

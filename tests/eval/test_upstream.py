@@ -9,12 +9,14 @@ from cpc.eval.features import extract
 from cpc.eval.upstream import Upstream
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    from cpc.checkpoint import model_record
-    from cpc.models.cpc import cpc_small
+@pytest.fixture(scope="module", params=["causal", "window"])  # the presets' input norm, and older checkpoints'
+def checkpoint(tmp_path_factory, request):
+    import dataclasses
 
-    model = cpc_small()
+    from cpc.checkpoint import model_record
+    from cpc.models.cpc import CPCModel, cpc_small_config
+
+    model = CPCModel(dataclasses.replace(cpc_small_config(), input_norm=request.param))
     path = tmp_path_factory.mktemp("upstream") / "tiny.pt"
     torch.save({"model": {f"model.{k}": v for k, v in model.state_dict().items()},
                 "model_config": model_record(model, "model.")}, path)
@@ -42,6 +44,7 @@ def test_upstream_contract_and_lengths(checkpoint):
         assert alone.shape[0] == frames
         assert torch.allclose(c[row, :frames], alone, atol=1e-5)  # padding does not reach a wav's own frames
         assert torch.allclose(c[row, :frames], extract(model, wav, "c"), atol=1e-5)  # = cpc extract
+        assert torch.allclose(c[row, :frames], model.features(wav, "c"), atol=1e-5)  # = the model's own forward
         assert torch.allclose(z[row, :frames], extract(model, wav, "z"), atol=1e-5)
     with pytest.raises(KeyError, match="no feature 'logits'"):
         up.get_downsample_rates("logits")

@@ -1,8 +1,15 @@
+import dataclasses
+from pathlib import Path
+
 import pytest
 import torch
 
+from cpc.checkpoint import load
+from cpc.config import from_dict
 from cpc.models.autoregressive import AutoregressiveConfig
-from cpc.models.cpc import CPCModel, CPCModelConfig, cpc_base, cpc_paper, cpc_small
+from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base, cpc_base_config, cpc_paper, cpc_paper_config,
+                            cpc_small, cpc_small_config, cpc_video_config)
+from cpc.models.encoders import standardize
 from cpc.models.encoders import ConvEncoderConfig
 from cpc.models.heads import PredictionHeads, PredictorConfig
 
@@ -87,3 +94,70 @@ def test_targets_come_from_the_other_version_and_context_from_the_input():
     assert torch.allclose(both["z"], model(clean)["z"], atol=1e-5)  # positives and negatives: the other version
     with pytest.raises(ValueError, match="must have the input's shape"):
         model(x, clean[:, :1600])
+
+
+def small_transformer_config() -> CPCModelConfig:
+    """cpc_small with a Transformer g_ar (no preset has one): its causal mask must hold with the input norm too."""
+    config = cpc_small_config()
+    return dataclasses.replace(config, ar=dataclasses.replace(config.ar, kind="transformer"))
+
+
+@pytest.mark.parametrize("make_config", [cpc_paper_config, cpc_base_config, cpc_small_config,
+                                         small_transformer_config])
+def test_causal_input_norm_keeps_every_builder_causal(make_config):
+    torch.manual_seed(0)
+    wav = 0.1 * torch.randn(1, 16000)
+    cut = 12000
+    changed = wav.clone()
+    changed[:, cut:] = 0.3 * torch.randn(1, 16000 - cut)  # louder: whole-window statistics would shift
+
+    def run(input_norm):
+        torch.manual_seed(1)
+        model = CPCModel(dataclasses.replace(make_config(), input_norm=input_norm)).eval()
+        with torch.no_grad():
+            return model(wav), model(changed), model.encoder
+
+    # Without normalisation the first z frame that moves is the first whose receptive field reaches the cut.
+    a, b, encoder = run("none")
+    first = int((a["z"] != b["z"]).any(-1)[0].nonzero()[0])
+    assert first == -(-(cut - encoder.field + 1 + encoder.pad_left) // encoder.hop)
+    assert torch.equal(a["c"][:, :first], b["c"][:, :first])
+    a, b, _ = run("causal")
+    for key in ("z", "c"):
+        assert (a[key][:, :first] - b[key][:, :first]).abs().max() <= 1e-6
+        assert not torch.equal(a[key][:, first], b[key][:, first])
+    a, b, _ = run("window")  # the per-window statistics leak the future into every frame: the test can fail
+    assert (a["c"][:, :first] - b["c"][:, :first]).abs().max() > 1e-4
+
+
+def test_presets_are_causal_and_old_configs_keep_window_standardisation():
+    assert all(make().input_norm == "causal" for make in (cpc_paper_config, cpc_base_config, cpc_small_config))
+    # A checkpoint saved before `input_norm` existed records `standardize` but no `input_norm`.
+    old = dataclasses.asdict(cpc_small_config())
+    del old["input_norm"], old["input_level"], old["input_prior_seconds"]
+    assert from_dict(CPCModelConfig, old).resolved_input_norm == "window"
+    assert from_dict(CPCModelConfig, {**old, "standardize": False}).resolved_input_norm == "none"
+    assert dataclasses.replace(cpc_small_config(), standardize=False).resolved_input_norm == "none"
+    wav = torch.randn(2, 3200) + 0.5
+    assert torch.equal(CPCModel(from_dict(CPCModelConfig, old)).prepare(wav), standardize(wav))
+    with pytest.raises(ValueError, match="unknown input_norm 'rms'"):
+        CPCModel(dataclasses.replace(cpc_small_config(), input_norm="rms"))
+
+
+def test_video_input_norm_is_per_frame_unless_none():
+    frames = torch.randint(0, 256, (1, 4, 8, 8, 1), dtype=torch.uint8)
+    config = cpc_video_config()
+    window = CPCModel(config).prepare(frames)
+    assert torch.equal(CPCModel(dataclasses.replace(config, input_norm="causal")).prepare(frames), window)
+    assert torch.equal(CPCModel(dataclasses.replace(config, input_norm="none")).prepare(frames), frames.float() / 255)
+
+
+def test_shipped_checkpoint_keeps_window_standardisation():
+    path = Path(__file__).parents[2] / "recipes/demo/cpc_shipped.pt"
+    model = load(path).eval()
+    assert model.config.resolved_input_norm == "window"
+    wav = 0.1 * torch.randn(8000) + 0.02
+    with torch.no_grad():  # what every release before input_norm computed: whole-input standardisation
+        z = model.encoder(standardize(wav[None]))
+        c, _ = model.ar(z)
+    assert torch.equal(model.features(wav, "both")[None], torch.cat([z, c], dim=-1))

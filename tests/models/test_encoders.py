@@ -2,7 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from cpc.models.encoders import ConvEncoder, ConvEncoderConfig, LogMelFrames, receptive_field, standardize
+from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, LogMelFrames, causal_normalize, receptive_field,
+                                 standardize)
 
 
 @pytest.mark.parametrize("samples", [160, 319, 320, 1000, 16000, 20480, 20479, 20639])
@@ -71,6 +72,46 @@ def test_standardize():
     out = standardize(wav)
     assert torch.allclose(out.mean(-1), torch.zeros(4), atol=1e-4)
     assert torch.allclose(out.std(-1, unbiased=False), torch.ones(4), atol=1e-3)
+
+
+def test_causal_normalize_is_the_running_rms_formula():
+    wav = torch.randn(2, 300, dtype=torch.float64) * torch.tensor([[0.1], [5.0]], dtype=torch.float64)
+    level, prior = 0.1, 50
+    out, (total, count) = causal_normalize(wav, level, prior)
+    for s in (0, 1, 49, 299):  # x[s] / sqrt((sum_{u<=s} x[u]^2 + n0 level^2) / (s + 1 + n0)), written out
+        rms = ((wav[:, : s + 1] ** 2).sum(-1) + prior * level**2) / (s + 1 + prior)
+        assert torch.allclose(out[:, s], wav[:, s] / rms.sqrt(), rtol=1e-12)
+    assert count == 300 and torch.allclose(total, (wav**2).sum(-1))
+    # The gain adapts to the level: two rows 50x apart in level come out at about the same RMS once the 50-sample
+    # prior is outweighed (a fixed gain would leave them 50x apart).
+    late = out[:, 150:].pow(2).mean(-1).sqrt()
+    assert torch.all((late > 0.8) & (late < 1.25))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 160, 1000])
+def test_causal_normalize_streamed_equals_offline(chunk):
+    wav = torch.randn(3, 4321) * 0.3 + 0.05
+    whole, _ = causal_normalize(wav, 0.1, 1600)
+    carry, pieces = None, []
+    for start in range(0, wav.shape[1], chunk):
+        piece, carry = causal_normalize(wav[:, start : start + chunk], 0.1, 1600, carry)
+        pieces.append(piece)
+    assert carry[1] == 4321
+    streamed = torch.cat(pieces, dim=1)
+    assert streamed.dtype == torch.float32
+    assert torch.allclose(streamed, whole, rtol=1e-6, atol=1e-7)
+
+
+def test_causal_normalize_ignores_the_future_and_autocast():
+    wav = torch.randn(1, 2000)
+    changed = wav.clone()
+    changed[:, 1200:] *= 50
+    assert torch.equal(causal_normalize(wav, 0.1, 100)[0][:, :1200], causal_normalize(changed, 0.1, 100)[0][:, :1200])
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # the sums stay in float64: same result, float32 out
+        inside, _ = causal_normalize(wav, 0.1, 100)
+    assert inside.dtype == torch.float32 and torch.equal(inside, causal_normalize(wav, 0.1, 100)[0])
+    silence, _ = causal_normalize(torch.zeros(1, 500), 0.1, 100)  # the prior keeps silence finite
+    assert torch.equal(silence, torch.zeros(1, 500))
 
 
 @pytest.mark.parametrize("samples", [400, 16000, 20479])
