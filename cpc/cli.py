@@ -337,7 +337,7 @@ def parser() -> argparse.ArgumentParser:
                    help="float math: bf16 autocast is ~2x faster on CPUs with native bf16 (AVX-512 BF16, AMX)")
     p.add_argument("--int8", action="store_true",
                    help="run the encoder in int8 (BatchNorm or no-norm encoders, x86 CPU), calibrated on the first "
-                        "utterances: fastest on CPU; see README 'int8 extraction' for what it changes")
+                        "utterances: fastest on CPU; see docs/features.md, 'int8 extraction', for what it changes")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when present")
     p.set_defaults(run=extract)
 

@@ -1,6 +1,6 @@
 """Benchmark one full CPC training step (forward, backward, Adam): audio-seconds per second, ms per step, peak RSS.
 
-Each configuration runs in a fresh subprocess so its peak RSS is its own. Defaults follow the issue's protocol:
+Each configuration runs in a fresh subprocess so its peak RSS is its own. Defaults follow the benchmark protocol of docs/performance.md:
 batch 8 x 20480 samples, K = 12, N = 128 batch negatives, 2 threads.
 
     python tools/bench_train.py                      # the three configurations, fp32
