@@ -29,7 +29,8 @@ WINDOW, BATCH, RATE = 20480, 8, 16000
 def speech() -> list[np.ndarray]:
     from cpc.data.audio import AudioDataConfig, audio_stream
 
-    stream = audio_stream(AudioDataConfig(shards=str(SAMPLE), batch_size=1), False, windows=False)
+    stream = audio_stream(AudioDataConfig(shards=str(SAMPLE), batch_size=1), False, windows=False, sample_rate=RATE,
+                          hop=160)
     return [b["wav"][0, : int(b["lengths"][0])].numpy() for b in stream]
 
 
@@ -95,31 +96,19 @@ def build_shards(folder: Path, utterances: list[np.ndarray], recordings: int) ->
         path = folder / f"utt{i:04d}.flac"
         sf.write(path, np.concatenate(pieces)[: 20 * RATE], RATE, subtype="PCM_16")
         items.append(AudioItem(str(path), f"s{i % 10}", f"utt{i:04d}"))
-    write_shards(audio_samples(items), str(folder / "shards" / "shard-%06d.tar"), max_bytes=20e6, progress=False)
+    write_shards(audio_samples(items, RATE), str(folder / "shards" / "shard-%06d.tar"), max_bytes=20e6, progress=False)
     return sorted(str(p) for p in (folder / "shards").glob("*.tar"))
 
 
 def reader(urls: list[str], config, seed: int = 0):
-    """The training audio stream's chain (cpc.data.stages.Stream.__iter__) with augment_items where it would go:
-    after the window shuffle, before batching; wav_future is stacked beside wav."""
-    import torch
+    """The training audio stream itself (cpc.data.audio.audio_stream), with `config` as its data.augment (None:
+    no augmentation)."""
+    from cpc.data.audio import AudioDataConfig, audio_stream
+    from cpc.data.augment import AugmentConfig
 
-    from cpc.data.audio import decode_audio
-    from cpc.data.augment import Augmenter, augment_items
-    from cpc.data.stages import (SkipCounter, chunked, collate, cut_windows, raw_samples, shard_urls, shuffled,
-                                 stream_rng)
-
-    rng, skips = stream_rng(seed, 0), SkipCounter()
-    samples = shuffled(raw_samples(shard_urls(urls, True, rng), skips), rng, 100)
-    items = (item for item in (decode_audio(s, skips) for s in samples) if item is not None)
-    items = shuffled(cut_windows(items, "wav", WINDOW, 160, rng, skips), rng, 1000)
-    if config is not None:
-        items = augment_items(items, "wav", Augmenter(config, RATE), rng)
-    for members in chunked(items, BATCH):
-        batch = collate(members, "wav")
-        if "wav_future" in members[0]:
-            batch["wav_future"] = torch.from_numpy(np.stack([m["wav_future"] for m in members]))
-        yield batch
+    data = AudioDataConfig(shards=urls, batch_size=BATCH, window=WINDOW, seed=seed,
+                           augment=config if config is not None else AugmentConfig())
+    return iter(audio_stream(data, train=True, sample_rate=RATE, hop=160))
 
 
 def reader_table(urls: list[str], batches: int, repeats: int) -> None:

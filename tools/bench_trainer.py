@@ -21,7 +21,7 @@ import time
 import torch
 
 from cpc.methods import CPCMethod, cpc_preset
-from cpc.train.optim import OptimConfig
+from cpc.train.optim import OptimConfig, build_optimiser
 from cpc.train.trainer import TrainConfig, Trainer
 
 
@@ -33,7 +33,7 @@ class TimedBatches:
         self.fixed = [{"wav": torch.randn(batch, samples, generator=g)} for _ in range(4)]
         self.times: list[float] = []
 
-    def __call__(self, start: int):
+    def __call__(self, start: int, segment: int = 0):
         for batch in itertools.cycle(self.fixed):
             self.times.append(time.perf_counter())
             yield dict(batch)
@@ -48,7 +48,7 @@ class TimedBatches:
 def bare(preset: str, steps: int, data: TimedBatches) -> None:
     torch.manual_seed(0)
     method = CPCMethod(cpc_preset(preset))
-    optimiser = torch.optim.Adam(method.param_groups(), lr=2e-4)  # the same two groups the trainer builds
+    optimiser = build_optimiser(method.param_groups(), OptimConfig(lr=2e-4))  # the trainer's (fused) Adam
     stream = data(0)
     for _ in range(steps):
         loss, _ = method.training_step(next(stream))

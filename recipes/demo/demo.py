@@ -62,7 +62,7 @@ def main() -> None:
                              [f"train.steps={args.steps}", f"train.out={out / 'cpc'}",
                               f"data.shards={SAMPLE / 'train'}", f"val_shards={SAMPLE / 'test'}"])
         print(f"1. pretraining the small CPC for {args.steps} steps on {SAMPLE / 'train'}")
-        pretrain(config)
+        pretrain(config, overwrite=True)  # the demo's own folder: every `make demo` starts it afresh
         rows.append((f"CPC small, {args.steps} steps (this run)", str(out / "cpc")))
     if SHIPPED.exists():
         rows.append(("CPC 128-ch, shipped checkpoint", str(SHIPPED)))

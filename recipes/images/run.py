@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         if args.steps:
             overrides.append(f"train.steps={args.steps}")
             print(f"pretraining {method} for {args.steps} steps", flush=True)
-            pretrain(load_config(RECIPE, overrides))
+            pretrain(load_config(RECIPE, overrides), overwrite=True)  # the script owns its run folders
         results[method] = image_probes(load(out / method), train, test, probe)
         rows.append(f"| {method:<22} | {100 * results[method]['knn']:5.1f} | {100 * results[method]['linear']:5.1f} |")
         print(rows[-1], flush=True)

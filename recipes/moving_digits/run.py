@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"2. pretraining CPC for {args.steps} steps")
         config = load_config(RECIPE, [f"train.steps={args.steps}", f"train.out={out / 'cpc'}",
                                       f"data.shards={data / 'train'}", f"val_shards={data / 'test'}", *args.set])
-        pretrain(config)
+        pretrain(config, overwrite=True)  # the script owns its run folder
     print("3. probes on held-out clips (train clips for the probe, a tenth of them for choosing the epoch)")
     train, test = load_clips(data / "train"), load_clips(data / "test")
     digit_config = ProbeConfig(epochs=100, batch_size=64, lr=3e-3)
