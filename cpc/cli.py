@@ -150,7 +150,7 @@ def probe(args: argparse.Namespace) -> None:
     print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}")
 
 
-def model_features(spec: str, layer: str, device: str | None):
+def model_features(spec: str, layer: str, device: str):
     """The featurizer of a checkpoint / run folder (or a baseline / random: spec) on `device`; mistakes as UserError."""
     from cpc.errors import UserError
     from cpc.eval.featurize import featurizer
@@ -174,7 +174,7 @@ def abx(args: argparse.Namespace) -> None:
     if len(args.inputs) != (1 if args.model else 2):
         raise UserError("give FEATURES ITEMS, or --model RUN --audio AUDIO ITEMS (see cpc abx --help)")
     items = lib.read_items(args.inputs[-1])
-    device = None if args.device == "auto" else args.device
+    device = args.device
     if args.model:
         if not args.audio:
             raise UserError(f"--model {args.model} needs --audio: the shards or audio folder of the item file's files")
@@ -199,14 +199,14 @@ def abx(args: argparse.Namespace) -> None:
 
 def units(args: argparse.Namespace) -> None:
     """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
-    import torch
     from tqdm import tqdm
 
     from cpc.data.shards import write_shards
     from cpc.eval import units as lib
+    from cpc.devices import pick_device
     from cpc.eval.abx import ExtractedFeatures, open_audio
 
-    device = None if args.device == "auto" else args.device
+    device = args.device
     if args.action == "fit":
         compute = model_features(args.model, args.layer, device)
         features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
@@ -223,7 +223,7 @@ def units(args: argparse.Namespace) -> None:
     fitted = lib.load_units(args.units)
     compute = model_features(args.model or fitted.model, fitted.layer, device)
     features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
-    centroids = fitted.centroids.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    centroids = fitted.centroids.to(pick_device(device))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
                  for key in tqdm(features, "units", len(features), unit="utt"))
     if str(args.out).endswith(".txt"):

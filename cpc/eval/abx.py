@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cpc.devices import pick_device
 from cpc.errors import UserError
 
 ITEM_HEADER = "#file onset offset #phone prev-phone next-phone speaker"
@@ -831,7 +832,7 @@ def abx_errors(features: Mapping | Callable, items: ItemTable | str | os.PathLik
         raise ABXError(f"feature_size is the frame shift in seconds (e.g. 0.01), not {feature_size}")
     if max_size_group < 2 or max_x_across < 1:
         raise ABXError(f"max_size_group must be >= 2 and max_x_across >= 1 (got {max_size_group}, {max_x_across})")
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)  # None / "auto": CUDA when present
     table = items if isinstance(items, ItemTable) else read_items(items)
     frames = _load_frames(table, features, feature_size, progress)
     frames.data = frames.data.to(device)

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator
 import numpy as np
 import torch
 
+from cpc.devices import pick_device
 from cpc.errors import UserError
 
 FORMAT = "cpc-units/1"
@@ -161,7 +162,7 @@ def fit_units(frames: torch.Tensor, k: int = 50, seed: int = 0, batch_size: int 
     frames = torch.as_tensor(frames, dtype=torch.float32)
     if frames.ndim != 2 or len(frames) < k or k < 1:
         raise UnitsError(f"k-means of {k} units needs at least {k} frames (n, dim); got shape {tuple(frames.shape)}")
-    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = pick_device(device)  # None / "auto": CUDA when present
     x = frames.to(device)
     if backend == "faiss":
         centroids = _faiss_kmeans(x, k, epochs, seed)

@@ -53,13 +53,11 @@ class LARS(torch.optim.Optimizer):
                 updates = torch._foreach_mul(updates, ratios)
             buffers = [self.state[p].setdefault("momentum", torch.zeros_like(p)) for p in params]
             moved = torch._foreach_add(torch._foreach_mul(buffers, group["momentum"]), updates)
-            if found_inf is not None:  # a skipped step leaves buffers and weights as they were
+            if found_inf is not None:  # a skipped step leaves buffers (and so weights) as they were
                 moved = [torch.where(found_inf > 0, old, new) for old, new in zip(buffers, moved)]
-                torch._foreach_copy_(buffers, moved)
-                steps = [torch.where(found_inf > 0, torch.zeros_like(b), b) for b in buffers]
-            else:
-                torch._foreach_copy_(buffers, moved)
-                steps = buffers
+            torch._foreach_copy_(buffers, moved)
+            # Kept buffers are finite, so scaling by (1 - found_inf) zeroes a skipped step's update exactly.
+            steps = buffers if found_inf is None else torch._foreach_mul(buffers, 1 - found_inf)
             torch._foreach_add_(params, steps, alpha=-group["lr"])
         return loss
 
