@@ -276,7 +276,8 @@ def main(argv: list[str] | None = None) -> None:
         if getattr(args, "debug", False):
             raise
         message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted (Ctrl-C)"
-        print(f"cpc {args.command}: {message}", file=sys.stderr)
+        if int(os.environ.get("RANK", 0)) == 0:  # under torchrun every rank fails alike: say it once
+            print(f"cpc {args.command}: {message}", file=sys.stderr)
         raise SystemExit(130 if isinstance(error, (Interrupted, KeyboardInterrupt)) else 2) from None
 
 
