@@ -70,7 +70,14 @@ def build_optimiser(param_groups: list[dict], config: OptimConfig) -> torch.opti
     if config.name == "adamw":
         return torch.optim.AdamW(param_groups, lr=config.lr, betas=config.betas, fused=True)
     if config.name == "sgd":
-        return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, fused=True)
+        sgd = torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum, fused=True)
+        # Fused SGD allocates its momentum buffers uninitialised at the first step and fills them from the
+        # gradients; if that step is skipped (found_inf, e.g. fp16's first steps) they stay garbage. Zeros first
+        # give the same first step (dampening 0: buffer = gradient) and a skipped one leaves them zero.
+        for group in sgd.param_groups:
+            for p in group["params"]:
+                sgd.state[p]["momentum_buffer"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return sgd
     if config.name == "lars":
         return LARS(param_groups, lr=config.lr, momentum=config.momentum)
     raise ValueError(f"unknown optimiser {config.name!r}; choose one of {OPTIMISERS}")

@@ -73,6 +73,8 @@ def test_a_found_inf_flag_skips_the_step_on_the_device(name):
     assert all(torch.isfinite(v).all() for v in state.values() if isinstance(v, torch.Tensor))
     if name in ("adam", "adamw"):
         assert float(state["step"]) == 1  # the skipped step did not count
+    if name == "sgd":  # the real step is the first one: buffer = gradient + decay = 1.1, so 1 - 0.1 x 1.1
+        assert torch.allclose(weight.detach(), torch.full((4,), 0.89))
 
 
 def test_fused_adam_equals_the_plain_loop():
