@@ -155,8 +155,10 @@ def model_features(spec: str, layer: str, device: str):
     from cpc.errors import UserError
     from cpc.eval.featurize import featurizer
 
-    if layer not in ("z", "c", "both"):
-        raise UserError(f"--layer {layer}: a model's features are z, c or both")
+    from cpc.models.cpc import MODEL_LAYERS
+
+    if layer not in MODEL_LAYERS:
+        raise UserError(f"--layer {layer}: a model's features are {', '.join(MODEL_LAYERS)}")
     try:
         return featurizer(spec, layer, device=device)
     except ValueError as error:  # a checkpoint that does not load, an unknown preset
@@ -283,7 +285,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from cpc.devices import DEVICES
-    from cpc.models.cpc import CPCModelConfig
+    from cpc.models.cpc import FEATURE_LAYERS, MODEL_LAYERS, CPCModelConfig
 
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
     common = argparse.ArgumentParser(add_help=False)
@@ -322,8 +324,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a checkpoint file or run folder")
     p.add_argument("input", help="shards (index, folder with index.json, pattern) or a folder of audio files")
     p.add_argument("out", help="output folder, new or empty (see --overwrite): one KEY.npy per utterance, or shards")
-    p.add_argument("--layer", default="c", choices=["z", "c", "both"],
-                   help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated")
+    p.add_argument("--layer", default="c", choices=MODEL_LAYERS,
+                   help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated, c_bidir: context "
+                        "of both directions (bidirectional models; offline, not with --chunk-seconds)")
     p.add_argument("--format", default="npy", choices=["npy", "shards"],
                    help="npy: one file per utterance; shards: one tar column, same keys and order as the input")
     p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
@@ -348,10 +351,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--train", required=True, help="labelled training shards")
     p.add_argument("--test", required=True, help="held-out shards, scored once")
     p.add_argument("--features", action="append", required=True,
-                   help="a checkpoint (file or run folder), mfcc, logmel, random:PRESET or int8:CHECKPOINT; "
-                        "repeat to compare")
-    p.add_argument("--layer", default="c", choices=["z", "c", "both", "appearance"],
-                   help="appearance: video frames' spatially pooled trunk maps")
+                   help="a checkpoint (file or run folder), mfcc, logmel, random:PRESET, int8:CHECKPOINT, or A+B "
+                        "(the two concatenated frame by frame, e.g. runs/x+mfcc); repeat to compare")
+    p.add_argument("--layer", default="c", choices=FEATURE_LAYERS,
+                   help="c_bidir: both directions' context (bidirectional models, offline); appearance: video "
+                        "frames' spatially pooled trunk maps")
     p.add_argument("--context", type=int, default=0, help="frames of context each side (phones)")
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
     p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
@@ -371,9 +375,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="PATH",
                    help="FEATURES (a folder of <file>.npy, frames x dim; shards of cpc extract or cpc units apply; a "
                         "units .txt) and the item file; with --model, the item file only")
-    p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET)")
+    p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET, A+B)")
     p.add_argument("--audio", help="with --model: audio shards or an audio folder holding the item file's files")
-    p.add_argument("--layer", help="with --model: z, c (default) or both; FEATURES shards: the member to read "
+    p.add_argument("--layer", help="with --model: z, c (default), both or c_bidir; FEATURES shards: the member to read "
                    "(default: what their metadata says)")
     p.add_argument("--speaker-mode", default="both", choices=["within", "across", "both"],
                    help="within: A, B, X from one speaker; across: X from another speaker")
@@ -396,7 +400,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("model", help="a checkpoint or run folder (or mfcc, logmel)")
     q.add_argument("audio", help="audio shards or an audio folder to take frames from")
     q.add_argument("--k", type=int, default=50, help="number of units")
-    q.add_argument("--layer", default="c", choices=["z", "c", "both"], help="the frames clustered: z, c or both")
+    q.add_argument("--layer", default="c", choices=MODEL_LAYERS, help="the frames clustered: z, c, both or c_bidir")
     q.add_argument("--max-frames", type=int, default=1_000_000, help="a uniform sample of at most this many frames")
     q.add_argument("--epochs", type=int, default=20, help="passes over the sampled frames")
     q.add_argument("--batch-size", type=int, default=10000, help="frames per minibatch (torch backend)")

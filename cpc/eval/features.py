@@ -36,7 +36,7 @@ import torch
 from cpc.data.ingest import AudioItem, load_audio
 from cpc.data.stages import SkipCounter
 from cpc.errors import UserError
-from cpc.models.cpc import CPCModel, check_layer, select_layer
+from cpc.models.cpc import OFFLINE_LAYERS, CPCModel, check_layer, select_layer
 from cpc.models.int8 import check_int8, int8_model
 
 PRECISIONS = ("fp32", "bf16")
@@ -81,8 +81,10 @@ def extract_batch(model: CPCModel, wavs: Sequence[np.ndarray | torch.Tensor], la
     with float_math(precision, device):
         z = model.encoder(batch)
         c, _ = model.ar(z)
-    features = select_layer(z, c, layer).float()
-    return [features[row, : length // model.hop] for row, length in enumerate(lengths)]
+        # Row by row, each cut to its own frames: a reverse g_ar (c_bidir) must start at the row's end, not in the
+        # padding after it.
+        return [model.select(z[row : row + 1, :frames], c[row : row + 1, :frames], layer)[0].float()
+                for row, frames in enumerate(length // model.hop for length in lengths)]
 
 
 def extract(model: CPCModel, wav: np.ndarray | torch.Tensor, layer: str = "c", precision: str = "fp32") -> torch.Tensor:
@@ -102,6 +104,9 @@ class FeatureStream:
     def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c",
                  precision: str = "fp32"):
         check_layer(layer)
+        if layer in OFFLINE_LAYERS:
+            raise ValueError(f"feature layer {layer!r} sees the whole utterance (its reverse context starts at the "
+                             "end): it cannot be streamed; stream c, z or both, or extract whole files")
         if model.config.encoder.norm == "instance":
             raise ValueError("instance norm uses whole-sequence statistics: a model with it cannot be streamed")
         self.model, self.layer = model.eval(), layer
@@ -149,8 +154,7 @@ class FeatureStream:
         return select_layer(z, c, self.layer)[0].float()
 
     def dim(self) -> int:
-        z, c = self.model.encoder.dim, self.model.config.ar.dim
-        return {"z": z, "c": c, "both": z + c}[self.layer]
+        return self.model.layer_dim(self.layer)
 
 
 def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_samples: int, layer: str = "c",

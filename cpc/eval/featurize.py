@@ -5,6 +5,7 @@ dim), the same for a trained model, its int8 or random-init form, and the spectr
     RUN_OR_CHECKPOINT               a trained model (its newest checkpoint for a run folder)
     random:PRESET | random:CKPT     that architecture freshly initialised (seed 0): the random-init baseline
     int8:CKPT                       its encoder in int8, scales calibrated on given waveforms
+    A+B (e.g. runs/x+mfcc)          the features of A and B concatenated frame by frame on their common grid
 """
 
 from __future__ import annotations
@@ -61,11 +62,24 @@ def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
     return model
 
 
+def parts(spec: str) -> list[str]:
+    """The specs a `A+B` spec concatenates ([spec] itself when it names no concatenation, or is an existing path)."""
+    if "+" not in spec or Path(spec).exists():
+        return [spec]
+    named = spec.split("+")
+    if not all(named):
+        raise ValueError(f"{spec}: an empty part in a concatenation; write it as A+B, e.g. runs/x+mfcc")
+    return named
+
+
 def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_rate: int | None = None,
                device: str | torch.device = "auto") -> Featurizer:
     """A Featurizer for `spec` (see the module docstring). Baselines compute at `sample_rate` (default: the model
     config's default); a model refuses a `sample_rate` other than its own and runs on `device` (auto: CUDA when
     present; int8 models stay on the CPU), returning CPU tensors. `calibration`: waveforms for int8."""
+    named = parts(spec)
+    if len(named) > 1:
+        return concatenated(spec, [featurizer(part, layer, calibration, sample_rate, device) for part in named])
     if spec in BASELINES:
         rate = sample_rate or CPCModelConfig.sample_rate
         frames = baseline_frames(spec, rate, frame_samples(rate))
@@ -80,8 +94,29 @@ def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_r
     return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate, model.hop if rate else None)
 
 
+def concatenated(spec: str, featurizers: list[Featurizer]) -> Featurizer:
+    """One Featurizer giving the frames of each of `featurizers` side by side; they must share one frame grid (the
+    same rate and hop). Frame counts may differ at the end by the last partial frame: the common frames are kept."""
+    grids = {(f.sample_rate, f.hop) for f in featurizers}
+    if len(grids) > 1:
+        raise ValueError(f"{spec}: its parts compute on different frame grids (sample rate, hop) {sorted(grids)}; "
+                         "only features on one grid can be concatenated")
+
+    def compute(inputs: torch.Tensor) -> torch.Tensor:
+        frames = [f(inputs) for f in featurizers]
+        common = min(len(f) for f in frames)
+        return torch.cat([f[:common] for f in frames], dim=-1)
+
+    first = featurizers[0]
+    return Featurizer(compute, first.sample_rate, first.hop)
+
+
 def feature_name(spec: str) -> str:
-    """A file-name-safe name for a spec: a checkpoint's file name, "random_<name>", "int8_<name>", "mfcc", ..."""
+    """A file-name-safe name for a spec: a checkpoint's file name, "random_<name>", "int8_<name>", "mfcc", ...;
+    "<A>+<B>" for a concatenation."""
+    named = parts(spec)
+    if len(named) > 1:
+        return "+".join(map(feature_name, named))
     kind, _, source = spec.partition(":") if spec.startswith(PREFIXES) else ("", "", spec)
     prefix = f"{kind}_" if kind else ""
     return re.sub(r"[^\w.-]+", "_", prefix + (Path(source).name if Path(source).exists() else source))

@@ -146,8 +146,11 @@ class CPCMethod(Method):
                 cfg.policy, z.shape[0], z.shape[1], z.shape[1] - model.steps, cfg.negatives,
                 speakers=speakers, device=z.device, valid=valid,
             )
-            nce = info_nce(out["pred"], z, negative_idx, cfg.temperature, cfg.scale_by_dim, cfg.exclude_positive,
-                           weights=valid)
+            def score(pred: torch.Tensor, frames: torch.Tensor):
+                return info_nce(pred, frames, negative_idx, cfg.temperature, cfg.scale_by_dim, cfg.exclude_positive,
+                                weights=valid)
+
+            nce = score(out["pred"], z)
             loss = loss + self.config.infonce_weight * nce.loss
             self.chance.record(nce.loss)
             logs["infonce"] = nce.loss.detach()
@@ -155,6 +158,12 @@ class CPCMethod(Method):
             for k, (step_loss, step_acc) in enumerate(zip(nce.loss_per_step, nce.accuracy_per_step), start=1):
                 logs[f"loss_k{k}"] = step_loss.detach()
                 logs[f"accuracy_k{k}"] = step_acc.detach()
+            if "pred_reverse" in out:  # the reverse g_ar predicts the frames before each position: z in reverse
+                # time; the same negative draw serves (every policy's pool is symmetric in time)
+                reverse = score(out["pred_reverse"], z.flip(1))
+                loss = loss + self.config.infonce_weight * reverse.loss
+                logs["infonce_reverse"] = reverse.loss.detach()
+                logs["accuracy_reverse"] = reverse.accuracy_per_step.mean().detach()
         if self.model.regressor is not None:
             regression, _ = predictive_coding_loss(
                 out["regression"], out["regression_target"], self.config.regression_loss, weights=valid

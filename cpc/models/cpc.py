@@ -52,6 +52,11 @@ class CPCModelConfig:
     input_level: float = 0.1
     input_prior_seconds: float = 0.025
     standardize: bool = True
+    # A second g_ar (same config as `ar`) runs over the frames in reverse time with its own prediction heads,
+    # trained jointly by InfoNCE on the same z (predicting the frames before each position). It serves the offline
+    # feature layer "c_bidir" = [c; reverse context], which sees the whole utterance (CPC_audio concatenates a
+    # forward and a reverse model the same way); the forward c stays causal and streamable.
+    bidirectional: bool = False
 
     @property
     def resolved_input_norm(self) -> str:
@@ -98,6 +103,14 @@ class CPCModel(nn.Module):
         self.predictor = None
         if config.predictor.kind != "none":
             self.predictor = PredictionHeads(
+                config.ar.dim, self.encoder.dim, steps, config.predictor.kind, config.predictor.heads
+            )
+        self.ar_reverse = self.predictor_reverse = None
+        if config.bidirectional:
+            if self.predictor is None:
+                raise ValueError("bidirectional: true trains the reverse g_ar by InfoNCE: it needs model.predictor")
+            self.ar_reverse = build_autoregressive(config.ar, self.encoder.dim)
+            self.predictor_reverse = PredictionHeads(
                 config.ar.dim, self.encoder.dim, steps, config.predictor.kind, config.predictor.heads
             )
         self.logmel = None
@@ -187,7 +200,7 @@ class CPCModel(nn.Module):
             return out[0] if single else out
         z = self.encode(self.prepare(batch))
         c, _ = self.ar(z)
-        out = select_layer(z, c, layer)
+        out = self.select(z, c, layer)
         if self.cells > 1:
             out = reduce(out, "(b g) t d -> b t d", "mean", g=self.cells)
         return out[0] if single else out
@@ -210,10 +223,30 @@ class CPCModel(nn.Module):
         out = {"z": z_target, "c": c}
         if self.predictor is not None:
             out["pred"] = self.predictor(c)
+        if self.ar_reverse is not None:  # in reverse time: row t predicts frames t+k of z_target.flip(1)
+            out["pred_reverse"] = self.predictor_reverse(self.ar_reverse(z.flip(1))[0])
         if self.regressor is not None:
             out["regression"] = self.regressor(c)
             out["regression_target"] = self.regression_target(x if target is None else target, z_target)
         return out
+
+    def reverse_context(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, T, D_enc) -> (B, T, D_ar): at frame t, the reverse g_ar's summary of frames t..T-1 (not causal)."""
+        if self.ar_reverse is None:
+            raise ValueError("feature layer 'c_bidir' needs a model trained with model.bidirectional: true; this "
+                             "one has no reverse g_ar")
+        return self.ar_reverse(z.flip(1))[0].flip(1)
+
+    def select(self, z: torch.Tensor, c: torch.Tensor, layer: str) -> torch.Tensor:
+        """The feature `layer` of frames z and their context c (all frames of whole sequences, for "c_bidir")."""
+        if layer == "c_bidir":
+            return torch.cat([c, self.reverse_context(z)], dim=-1)
+        return select_layer(z, c, layer)
+
+    def layer_dim(self, layer: str) -> int:
+        """Feature width of a model layer."""
+        z, c = self.encoder.dim, self.config.ar.dim
+        return {"z": z, "c": c, "both": z + c, "c_bidir": 2 * c}[layer]
 
     def regression_target(self, prepared: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """What the regression head predicts, frame-aligned with z: (B', T, target dim)."""
@@ -227,20 +260,27 @@ class CPCModel(nn.Module):
         return z.detach()
 
 
-FEATURE_LAYERS = ("z", "c", "both", "appearance")
+# Layers of a model's frames (z: encoder, c: context, both: the two); "c_bidir" = [c; reverse context] sees the
+# whole utterance (offline only: not causal, not streamable); "appearance": video frames' pooled trunk maps.
+MODEL_LAYERS = ("z", "c", "both", "c_bidir")
+OFFLINE_LAYERS = ("c_bidir",)
+FEATURE_LAYERS = MODEL_LAYERS + ("appearance",)
 
 
 def check_layer(layer: str) -> None:
     if layer not in FEATURE_LAYERS:
         raise ValueError(f"unknown feature layer {layer!r}; choose one of {FEATURE_LAYERS} (z: encoder, c: context, "
-                         "appearance: video frames' spatially pooled trunk maps)")
+                         "c_bidir: context of both directions (offline), appearance: video frames' spatially pooled "
+                         "trunk maps)")
 
 
 def select_layer(z: torch.Tensor, c: torch.Tensor, layer: str) -> torch.Tensor:
-    """Encoder frames z, context c, or both concatenated along the feature axis."""
+    """Encoder frames z, context c, or both concatenated along the feature axis (CPCModel.select: every layer)."""
     check_layer(layer)
     if layer == "appearance":
         raise ValueError("feature layer 'appearance' exists for video models only (CPCModel.features)")
+    if layer in OFFLINE_LAYERS:
+        raise ValueError(f"feature layer {layer!r} needs the model's reverse g_ar: use CPCModel.select")
     return {"z": z, "c": c, "both": torch.cat([z, c], dim=-1)}[layer]
 
 

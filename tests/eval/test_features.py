@@ -100,3 +100,15 @@ def test_bf16_precision_stays_close_in_every_way_and_returns_float32():
         assert 0 < (approx - exact).norm() / exact.norm() < 0.03  # bf16 did run, and stayed close
     with pytest.raises(ValueError, match="unknown precision 'fp16'"):
         extract(m, wav, precision="fp16")
+
+
+def test_c_bidir_batched_with_padding_equals_one_by_one_and_refuses_streaming():
+    torch.manual_seed(0)
+    m = CPCModel(CPCModelConfig(encoder=ConvEncoderConfig(channels=16), input_norm="causal",
+                                ar=AutoregressiveConfig(kind="gru", dim=12), predictor=PredictorConfig(steps=3),
+                                bidirectional=True)).eval()
+    wavs = [torch.randn(n) for n in (3000, 8123, 1600)]
+    for batched, wav in zip(extract_batch(m, wavs, "c_bidir"), wavs):  # the reverse g_ar starts at each row's end
+        assert torch.allclose(batched, m.features(wav, "c_bidir"), atol=1e-5)
+    with pytest.raises(ValueError, match="cannot be streamed"):
+        FeatureStream(m, layer="c_bidir")

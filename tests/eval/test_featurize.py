@@ -48,3 +48,23 @@ def test_feature_names_are_file_safe(tmp_path):
     assert feature_name(f"random:{tmp_path / 'run_a'}") == "random_run_a"
     assert feature_name("random:base") == "random_base"
     assert feature_name("mfcc") == "mfcc"
+
+
+def test_a_plus_b_concatenates_frame_by_frame(run):
+    wav = torch.randn(8123)
+    joined = featurizer(f"{run}+mfcc")(wav)
+    model, mfcc = featurizer(str(run))(wav), featurizer("mfcc")(wav)
+    assert joined.shape == (50, 64 + 39)
+    assert torch.equal(joined, torch.cat([model, mfcc], dim=-1))
+    assert torch.equal(featurizer("logmel+mfcc+logmel")(wav)[:, 119:], featurizer("logmel")(wav))
+    with pytest.raises(ValueError, match="an empty part"):
+        featurizer("mfcc+")
+    assert feature_name(f"{run}+mfcc") == f"{run.name}+mfcc"
+
+
+def test_a_plus_b_refuses_two_frame_grids(tmp_path):
+    from cpc.eval.featurize import Featurizer, concatenated
+
+    ten, twenty = Featurizer(lambda w: w, 16000, 160), Featurizer(lambda w: w, 16000, 320)
+    with pytest.raises(ValueError, match=r"x\+y: its parts compute on different frame grids"):
+        concatenated("x+y", [ten, twenty])

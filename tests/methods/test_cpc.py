@@ -111,3 +111,13 @@ def test_param_groups_keep_norms_and_biases_out_of_weight_decay():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() > 1 for p in decay["params"]) and all(p.dim() <= 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(method.parameters()))
+
+
+def test_bidirectional_trains_both_directions_above_chance():
+    config = tiny_config("same_sequence")
+    config.model.bidirectional = True
+    history = train(CPCMethod(config), steps=300)
+    late = history[-30:]
+    for direction in ("accuracy", "accuracy_reverse"):
+        assert sum(h[direction] for h in late) / len(late) > 4 / 17, direction
+    assert history[0]["infonce_reverse"] == pytest.approx(chance_loss(16), abs=0.1)

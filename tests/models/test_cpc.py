@@ -161,3 +161,39 @@ def test_shipped_checkpoint_keeps_window_standardisation():
         z = model.encoder(standardize(wav[None]))
         c, _ = model.ar(z)
     assert torch.equal(model.features(wav, "both")[None], torch.cat([z, c], dim=-1))
+
+
+def bidirectional_model() -> CPCModel:
+    torch.manual_seed(0)
+    return CPCModel(CPCModelConfig(encoder=ConvEncoderConfig(channels=16, norm="channel"), input_norm="causal",
+                                   ar=AutoregressiveConfig(kind="gru", dim=12), predictor=PredictorConfig(steps=3),
+                                   bidirectional=True)).eval()
+
+
+def test_c_bidir_is_forward_context_then_a_reverse_summary_of_the_frames_from_t_on():
+    m = bidirectional_model()
+    wav = torch.randn(4000) * 0.2
+    frames, t = 4000 // 160, 10
+    later = wav.clone()
+    later[(t + 3) * 160 :] += torch.randn(len(wav) - (t + 3) * 160)  # beyond frame t's receptive field
+    both, moved = m.features(wav, "c_bidir"), m.features(later, "c_bidir")
+    assert both.shape == (frames, 24)
+    assert torch.equal(both[:, :12], m.features(wav, "c"))  # the forward half is c itself
+    assert torch.allclose(both[:t, :12], moved[:t, :12])  # the forward half stays causal
+    assert not torch.allclose(both[:t, 12:], moved[:t, 12:], atol=1e-4)  # the reverse half sees later samples
+    with torch.no_grad():  # the reverse half is the reverse g_ar run from the last frame back
+        z = m.features(wav, "z")[None]
+        expected = m.ar_reverse(z.flip(1))[0].flip(1)[0]
+    assert torch.allclose(both[:, 12:], expected, atol=1e-6)
+
+
+def test_bidirectional_forward_predicts_reverse_time_and_old_configs_have_no_reverse_g_ar():
+    m = bidirectional_model()
+    out = m(torch.randn(2, 3200))
+    assert out["pred_reverse"].shape == out["pred"].shape == (2, 20, 3, 16)
+    plain = CPCModel(CPCModelConfig(encoder=ConvEncoderConfig(channels=16), ar=AutoregressiveConfig(dim=12),
+                                    predictor=PredictorConfig(steps=3)))
+    assert plain.ar_reverse is None and "pred_reverse" not in plain(torch.randn(2, 3200))
+    with pytest.raises(ValueError, match="model.bidirectional: true"):
+        plain.features(torch.randn(3200), "c_bidir")
+    assert from_dict(CPCModelConfig, {"input_norm": "window"}).bidirectional is False  # checkpoints before the key
