@@ -19,7 +19,7 @@ from cpc.data.images import VIEW_RECIPES, ImageDataConfig, TwoViews, image_strea
 from cpc.data.augment import check_augment_config
 from cpc.data.mixing import expected_shares, parse_mix
 from cpc.data.shards import resolve_shards
-from cpc.data.stages import WORKER_KINDS, Stream, loader
+from cpc.data.stages import GROUPS, WORKER_KINDS, Stream, loader
 from cpc.data.video import VideoDataConfig, video_stream
 from cpc.devices import DEVICES
 from cpc.methods import METHODS, BarlowTwinsConfig, BYOLConfig, CPCConfig, Method, MoCoConfig, SimCLRConfig, cpc_preset
@@ -164,7 +164,10 @@ def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
                        "(cpc.model.predictor.steps)", f"use a window of at least {steps + 1} frames, or a smaller K")
         return
     rules.one_of("cpc.model.encoder.norm", NORMS)
-    rules.one_of("data.group", (None, "speaker", "sequence"))
+    rules.one_of("data.group", GROUPS)
+    if config.data.group == "source" and not config.data.mix:
+        rules.fail(["data.group"], "data.group 'source' builds each batch from one corpus of data.mix, but there is "
+                   "no data.mix", "give data.mix: [SHARDS=WEIGHT, ...], or another data.group")
     check_augment_config(config.data.augment, "data.augment")
     kernels, strides = model.encoder.kernels, model.encoder.strides
     if len(kernels) != len(strides) or not strides or min(kernels + strides) < 1:

@@ -106,3 +106,12 @@ def test_a_setting_that_cannot_work_names_where_it_was_set(tmp_path):
     with pytest.raises(ConfigError) as caught:  # K comes from the preset, the window from the recipe
         load_config(recipe, ["data.window=640"])
     assert "(--set data.window=640, cpc_preset 'small'): use a window of at least 800 samples" in str(caught.value)
+
+
+def test_group_source_needs_a_mixture(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("cpc_preset: small\ndata: {shards: datasets/synthetic_speech/sample/train}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(recipe, ["data.group=source"])
+    assert str(caught.value).startswith("data.group 'source' builds each batch from one corpus of data.mix, but there "
+                                        "is no data.mix (--set data.group=source): give data.mix")

@@ -28,7 +28,7 @@ AUDIO_FIELDS = ("flac", "wav", "ogg")
 @dataclass
 class AudioDataConfig(StreamConfig):
     window: int = 20480  # samples; a multiple of the model's frame hop
-    group: str | None = None  # None, "speaker" (CPC same-speaker batches) or "sequence"
+    group: str | None = None  # None, "speaker" (same-speaker batches), "sequence" or "source" (one data.mix corpus)
     shuffle_samples: int = 100  # compressed samples shuffled before decoding
     shuffle_windows: int = 1000
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training windows only (CPC2); off by default

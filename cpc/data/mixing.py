@@ -63,6 +63,11 @@ def mixture_shards(mix: list[tuple[str, float]]) -> tuple[list[str], list[float]
     return urls, [s / norm for s in scores]
 
 
+def shard_sources(mix: list[tuple[str, float]]) -> dict[str, str]:
+    """{shard url: the mixture entry's shard spec}: which corpus each shard belongs to (batches by source)."""
+    return {url: spec for spec, _ in mix for url in resolve_shards(spec)}
+
+
 def expected_shares(mix: list[tuple[str, float]]) -> list[float]:
     """Each corpus's expected share of the audio time under mixture_shards' draw (equals the normalised weights
     whenever the indexes give durations)."""

@@ -26,7 +26,7 @@ import torch
 import webdataset as wds
 from torch.nn.utils.rnn import pad_sequence
 
-from cpc.data.mixing import mixture_shards, parse_mix, weighted_shard_urls
+from cpc.data.mixing import mixture_shards, parse_mix, shard_sources, weighted_shard_urls
 from cpc.data.shards import resolve_shards
 from cpc.errors import UserError
 
@@ -49,10 +49,11 @@ class StreamConfig:
 
     def stream_args(self, train: bool, start: int, segment: int) -> dict[str, Any]:
         """The Stream arguments these settings fix."""
-        urls, weights = (mixture_shards(parse_mix(self.mix)) if train and self.mix
-                         else (resolve_shards(self.shards), None))
-        return dict(urls=urls, weights=weights, batch_size=self.batch_size, train=train,
-                    open_shards=self.open_shards, seed=self.seed, start=start, segment=segment)
+        mixed = train and bool(self.mix)
+        urls, weights = mixture_shards(parse_mix(self.mix)) if mixed else (resolve_shards(self.shards), None)
+        return dict(urls=urls, weights=weights, sources=shard_sources(parse_mix(self.mix)) if mixed else None,
+                    batch_size=self.batch_size, train=train, open_shards=self.open_shards, seed=self.seed,
+                    start=start, segment=segment)
 
 
 def stream_position() -> tuple[int, int, int, int]:
@@ -233,6 +234,11 @@ def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
     return batch
 
 
+# Batch composition: None (any windows), or every batch from one speaker, one sequence or one source (a mixture's
+# corpus, data.mix).
+GROUPS = (None, "speaker", "sequence", "source")
+
+
 class NoBatches(UserError):
     """A training stream that reads sample after sample and never completes a batch."""
 
@@ -262,13 +268,14 @@ class Stream(torch.utils.data.IterableDataset):
         start: int = 0,
         segment: int = 0,
         weights: list[float] | None = None,
+        sources: dict[str, str] | None = None,
         transform: Callable[[Iterator[dict[str, Any]], random.Random], Iterator[dict[str, Any]]] | None = None,
     ):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-        if group not in (None, "speaker", "sequence"):
-            raise ValueError(f"unknown batch grouping {group!r}; choose None, 'speaker' or 'sequence'")
+        if group not in GROUPS:
+            raise ValueError(f"unknown batch grouping {group!r}; choose one of {GROUPS}")
         self.urls, self.decode, self.field = urls, decode, field
         self.batch_size, self.train, self.window, self.group = batch_size, train, window, group
         self.quantum, self.label_step = quantum, label_step
@@ -277,6 +284,8 @@ class Stream(torch.utils.data.IterableDataset):
         # Training only: shard draw probabilities (a weighted mixture of corpora, cpc.data.mixing), and a stage on
         # the windows (augmentation) drawing from the pipeline's rng, so a resumed stream repeats it exactly.
         self.weights, self.transform = weights, transform
+        # {shard url: corpus}, a mixture's: each item is tagged with its "source", which `group: source` batches by.
+        self.sources = sources
         # A training stream that reads this many samples without completing a batch stops with an error instead
         # of spinning forever (every utterance shorter than a window, every sample corrupt).
         self.patience = 4 * (shuffle_samples + shuffle_items + 256 * batch_size) + 1000
@@ -308,14 +317,14 @@ class Stream(torch.utils.data.IterableDataset):
         samples = interleaved_samples(urls, self.open_shards, rng, skips) if train else raw_samples(urls, skips)
         if train:
             samples = self.watched(shuffled(samples, rng, self.shuffle_samples), skips)
-        items = (item for item in (self.decode(s, skips) for s in samples) if item is not None)
+        items = (item for item in (self.decoded(s, skips) for s in samples) if item is not None)
         if self.window is not None:
             items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
                                 self.label_step)
         if train and self.transform is not None:
             items = self.transform(items, rng)
         if self.group is not None:
-            key = "speaker" if self.group == "speaker" else "utterance"
+            key = {"speaker": "speaker", "sequence": "utterance", "source": "source"}[self.group]
             batches = grouped(items, key, self.batch_size, skips)
             if train:
                 batches = shuffled(batches, rng, max(1, self.shuffle_items // self.batch_size))
@@ -336,6 +345,13 @@ class Stream(torch.utils.data.IterableDataset):
         if held is not None:
             held["skipped"] = skips.drain()
             yield held
+
+    def decoded(self, sample: dict[str, Any], skips: SkipCounter) -> dict[str, Any] | None:
+        """`decode`, plus the item's "source" (its corpus in a mixture; "" otherwise)."""
+        item = self.decode(sample, skips)
+        if item is not None:
+            item["source"] = self.sources.get(sample.get("__url__", ""), "") if self.sources else ""
+        return item
 
     def watched(self, samples: Iterable[dict[str, Any]], skips: SkipCounter) -> Iterator[dict[str, Any]]:
         """`samples`, raising NoBatches once `patience` of them in a row went by without a batch."""

@@ -160,3 +160,15 @@ def test_training_draws_shards_by_the_mixtures_weights(weights, low, high):
     keys = [key.split("@")[0] for batch in batches for key in batch["key"]]
     share = sum(key in test_keys for key in keys) / len(keys)
     assert low <= share <= high, share
+
+
+@pytest.mark.parametrize("group, pure", [("source", True), (None, False)])
+def test_group_source_builds_each_batch_from_one_corpus_of_the_mixture(group, pure):
+    test_keys = set((SAMPLE / "test.txt").read_text().split())
+    mix = [f"{SAMPLE / 'train'}=1", f"{SAMPLE / 'test'}=1"]
+    config = AudioDataConfig(shards="", mix=mix, batch_size=4, window=3200, shuffle_samples=10, shuffle_windows=50,
+                             open_shards=2, group=group)
+    batches = list(itertools.islice(iter(audio_stream(config, train=True, sample_rate=16000, hop=160)), 30))
+    corpora = [{key.split("@")[0] in test_keys for key in batch["key"]} for batch in batches]
+    assert all(len(found) == 1 for found in corpora) == pure
+    assert {True, False} == set().union(*corpora)  # both corpora are drawn

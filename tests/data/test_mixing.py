@@ -60,3 +60,12 @@ def test_shard_sets_without_an_index_count_shards_as_equal(tmp_path):
     assert probabilities == pytest.approx([0.25, 0.25, 0.25, 0.25])
     with pytest.raises(FileNotFoundError):
         mixture_shards([(str(tmp_path / "missing"), 1.0)])
+
+
+def test_shard_sources_name_each_shards_corpus(tmp_path):
+    from cpc.data.mixing import shard_sources
+
+    a, b = corpus(tmp_path, "a", 4, 2), corpus(tmp_path, "b", 2, 1)
+    sources = shard_sources([(a, 1.0), (b, 2.0)])
+    assert sorted(sources.values()) == [a, a, b, b] and all(f"/{name}/" in url for url, name in
+                                                           ((u, "a" if s == a else "b") for u, s in sources.items()))
