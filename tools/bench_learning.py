@@ -295,62 +295,89 @@ def refuse_eval_data_in_training(config, eval_dir: Path) -> None:
                              "shards (--set data.shards=..., --set val_shards=...)")
 
 
+class Stopwatch:
+    """Wall and CPU seconds of a block: `with Stopwatch() as took: ...`, then `took.wall`, `took.cpu`."""
+
+    def __enter__(self) -> "Stopwatch":
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
+def pin(cpu: int | None, threads: int) -> None:
+    """One core (when asked) and `threads` torch threads, set before torch starts its thread pools."""
+    if cpu is not None:
+        try:
+            os.sched_setaffinity(0, {cpu})
+        except OSError as error:
+            raise BenchError(f"--cpu {cpu}: {error.strerror or error}") from None
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+    torch.set_num_interop_threads(threads)
+
+
+def bench_config(args, out: Path):
+    """The recipe with the user's --set, then the benchmark's own settings (run folder, seed, precision, steps)."""
+    from cpc.recipe import data_kind, load_config
+
+    settings = [f"train.out={out}", f"train.seed={args.seed}", f"train.precision={args.precision}"]
+    steps = budget_of(args).get("steps")
+    config = load_config(args.recipe, args.set + settings + ([f"train.steps={steps}"] if steps else []))
+    if config.method != "cpc" or data_kind(config) != "audio":
+        raise BenchError(f"{args.recipe}: the benchmark scores audio CPC models (method cpc, modality audio)")
+    refuse_eval_data_in_training(config, Path(args.eval))
+    return config
+
+
+def initial_model(config):
+    """The recipe's model at initialisation: the weights `cpc pretrain` starts from with the same train.seed."""
+    from cpc import checkpoint
+    from cpc.config import to_dict
+
+    return checkpoint.build_model({"class": "CPCModel", "config": to_dict(config.cpc.model)},
+                                  seed=config.train.seed).eval()
+
+
 def run(args) -> dict:
     """Train (unless --random-init), evaluate, append the JSON line; returns it."""
     refuse_test_split(args.eval)
-    if args.cpu is not None:
-        os.sched_setaffinity(0, {args.cpu})
-    os.environ["OMP_NUM_THREADS"] = str(args.threads)  # before torch starts its thread pools
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.set_num_interop_threads(args.threads)
+    pin(args.cpu, args.threads)
     from cpc import checkpoint
-    from cpc.config import to_dict
-    from cpc.recipe import data_kind, load_config
 
     results = Path(args.results)
     own_folder = args.out is None
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench_learning-"))
-    budget = budget_of(args)
-    settings = [f"train.out={out}", f"train.seed={args.seed}", f"train.precision={args.precision}"]
-    if budget.get("steps"):
-        settings.append(f"train.steps={budget['steps']}")
     try:
-        config = load_config(args.recipe, args.set + settings)
-        if config.method != "cpc" or data_kind(config) != "audio":
-            raise BenchError(f"{args.recipe}: the benchmark scores audio CPC models (method cpc, modality audio)")
-        refuse_eval_data_in_training(config, Path(args.eval))
-        initial = checkpoint.build_model({"class": "CPCModel", "config": to_dict(config.cpc.model)},
-                                         seed=config.train.seed).eval()
-        check_layers(initial, args.layers)
-        start = (time.perf_counter(), time.process_time())
-        evalset = load_eval_set(args.eval)
-        baselines = baseline_scores(evalset, results.parent / CACHE_NAME)
-        baseline_time = (time.perf_counter() - start[0], time.process_time() - start[1])
-        start = (time.perf_counter(), time.process_time())
-        if args.random_init:
-            model, steps, logs = initial, 0, {}
-        else:
-            train(config, args.minutes)
-            model = checkpoint.load(out)
-            steps = int(checkpoint.PATTERN.search(checkpoint.latest(out).name).group(1))
-            logs = final_train_logs(out / "log.csv")
-        train_time = (time.perf_counter() - start[0], time.process_time() - start[1])
-        start = (time.perf_counter(), time.process_time())
-        layers = {layer: score(model_featurizer(model, layer), evalset, f"{layer} of the model")
-                  for layer in args.layers}
-        eval_time = (time.perf_counter() - start[0], time.process_time() - start[1])
+        config = bench_config(args, out)
+        model = initial_model(config)
+        check_layers(model, args.layers)
+        with Stopwatch() as for_baselines:
+            evalset = load_eval_set(args.eval)
+            baselines = baseline_scores(evalset, results.parent / CACHE_NAME)
+        steps, logs = 0, {}
+        with Stopwatch() as for_training:
+            if not args.random_init:
+                train(config, args.minutes)
+                model = checkpoint.load(out)
+                steps = int(checkpoint.PATTERN.search(checkpoint.latest(out).name).group(1))
+                logs = final_train_logs(out / "log.csv")
+        with Stopwatch() as for_eval:
+            layers = {layer: score(model_featurizer(model, layer), evalset, f"{layer} of the model")
+                      for layer in args.layers}
     finally:
         if own_folder and not args.keep:
             shutil.rmtree(out, ignore_errors=True)
     line = {
-        "name": args.name, "recipe": str(args.recipe), "overrides": args.set, "seed": args.seed, "budget": budget,
-        "precision": args.precision, "steps": steps,
+        "name": args.name, "recipe": str(args.recipe), "overrides": args.set, "seed": args.seed,
+        "budget": budget_of(args), "precision": args.precision, "steps": steps,
         "audio_seconds": round(steps * config.optim.accumulate * config.data.batch_size * config.data.window
                                / config.cpc.model.sample_rate, 1),
-        "train_wall_s": round(train_time[0], 1), "train_cpu_s": round(train_time[1], 1),
-        "eval_wall_s": round(eval_time[0], 1), "eval_cpu_s": round(eval_time[1], 1),
+        "train_wall_s": round(for_training.wall, 1), "train_cpu_s": round(for_training.cpu, 1),
+        "eval_wall_s": round(for_eval.wall, 1), "eval_cpu_s": round(for_eval.cpu, 1),
         "train": logs, "layers": layers, "baselines": baselines,
         "eval": {"dir": str(args.eval), "index_sha256": evalset.index_sha256, "protocol": PROTOCOL["version"],
                  "probe_train": len(evalset.probe_train), "probe_test": len(evalset.probe_test),
@@ -358,8 +385,9 @@ def run(args) -> dict:
         "threads": args.threads, "cpus": sorted(os.sched_getaffinity(0)), "date": now(), "commit": git_commit(),
         "run_dir": str(out) if (args.keep or not own_folder) and not args.random_init else None,
     }
-    say(f"training {train_time[0]:.1f} s wall / {train_time[1]:.1f} s CPU, evaluation {eval_time[0]:.1f} s wall / "
-        f"{eval_time[1]:.1f} s CPU (log-mel and MFCC {baseline_time[0]:.1f} s wall)")
+    say(f"training {for_training.wall:.1f} s wall / {for_training.cpu:.1f} s CPU; evaluation {for_eval.wall:.1f} s "
+        f"wall / {for_eval.cpu:.1f} s CPU; reading the eval split, log-mel and MFCC {for_baselines.wall:.1f} s wall "
+        f"/ {for_baselines.cpu:.1f} s CPU")
     results.parent.mkdir(parents=True, exist_ok=True)
     with open(results, "a") as stream:
         stream.write(json.dumps(line) + "\n")
@@ -384,8 +412,10 @@ def read_results(paths: list[str]) -> list[dict]:
 
 
 def row_label(line: dict) -> str:
-    """The run's name, else its overrides (`recipe as is` without any); `random init` marks an untrained model."""
-    label = line.get("name") or " ".join(line.get("overrides") or []) or "recipe as is"
+    """The run's name, else its overrides (`recipe as is` without any), marked `random init:` when untrained."""
+    if line.get("name"):
+        return line["name"]
+    label = " ".join(line.get("overrides") or []) or "recipe as is"
     return f"random init: {label}" if line.get("budget", {}).get("random_init") else label
 
 
@@ -436,12 +466,14 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, help="train until this many CPU-minutes (or train.steps)")
     budget.add_argument("--mode", choices=sorted(MODE_STEPS), help=f"steps {MODE_STEPS}")
     budget.add_argument("--random-init", action="store_true", help="no training: the recipe's architecture at init")
-    r.add_argument("--name", help="the row label in the table (default: the overrides)")
+    r.add_argument("--name", help="the row label in the table; without one, the overrides")
     r.add_argument("--seed", type=int, default=0, help="train.seed (initial weights, data order)")
     r.add_argument("--results", default=DEFAULT_RESULTS, help="the JSON-lines file the result is appended to")
-    r.add_argument("--eval", default="data/prompts/english/dev", help="labelled shards to score on (never a test split)")
+    r.add_argument("--eval", default="data/prompts/english/dev",
+                   help="labelled shards to score on (never a test split)")
     r.add_argument("--layers", nargs="+", default=["c", "z"], help="model.features layers to score")
-    r.add_argument("--out", help="the run folder, kept (default: a temporary folder, deleted unless --keep)")
+    r.add_argument("--out", help="the run folder, kept afterwards (without it: a temporary folder, deleted unless "
+                   "--keep)")
     r.add_argument("--keep", action="store_true", help="keep the temporary run folder (checkpoints, log.csv)")
     r.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="train.precision")
     r.add_argument("--threads", type=int, default=1, help="torch threads")

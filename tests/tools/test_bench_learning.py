@@ -3,6 +3,7 @@ shards, the baseline cache reused, the Markdown table, and the refusals a user m
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,14 +68,16 @@ def test_pretraining_on_the_eval_split_is_refused(corpus, tmp_path):
 
 def test_a_budgeted_run_a_random_init_run_the_cache_and_the_table(corpus, tmp_path):
     results = tmp_path / "results" / "r.jsonl"
-    common = ["--eval", str(corpus / "dev"), "--results", str(results), "--cpu", "0"]
-    trained = bench_run("run", "recipes/demo/cpc.yaml", "--minutes", "0.03", *common, *TOY,
+    core = min(os.sched_getaffinity(0))
+    common = ["--eval", str(corpus / "dev"), "--results", str(results), "--cpu", str(core)]
+    trained = bench_run("run", "recipes/demo/cpc.yaml", "--minutes", "0.03", "--name", "toy | 2 s", *common, *TOY,
                         "--set", "train.steps=100000")
     assert trained.returncode == 0, trained.stderr[-3000:]
     line = json.loads(trained.stdout)  # stdout holds the JSON line alone
     assert json.loads(results.read_text()) == line
+    assert line["name"] == "toy | 2 s" and line["recipe"] == "recipes/demo/cpc.yaml" and line["seed"] == 0
     assert line["budget"] == {"minutes": 0.03} and line["precision"] == "bf16" and line["threads"] == 1
-    assert line["cpus"] == [0] and line["overrides"] == TOY[1::2] + ["train.steps=100000"]
+    assert line["cpus"] == [core] and line["overrides"] == TOY[1::2] + ["train.steps=100000"]
     # Stopped by the CPU budget, cleanly, long before train.steps; the step's audio is batch x window samples.
     assert 1 <= line["steps"] < 100000
     assert 1.8 <= line["train_cpu_s"] < 1.8 + 10
@@ -96,7 +99,7 @@ def test_a_budgeted_run_a_random_init_run_the_cache_and_the_table(corpus, tmp_pa
     assert entry["scores"] == line["baselines"]
     entry["scores"]["logmel"]["phone"] = 99.99
     cache.write_text(json.dumps(stored))
-    initial = bench_run("run", "recipes/demo/cpc.yaml", "--random-init", "--name", "init", "--layers", "c",
+    initial = bench_run("run", "recipes/demo/cpc.yaml", "--random-init", "--layers", "c",
                         *common, *TOY)
     assert initial.returncode == 0, initial.stderr[-3000:]
     second = json.loads(initial.stdout)
@@ -111,10 +114,11 @@ def test_a_budgeted_run_a_random_init_run_the_cache_and_the_table(corpus, tmp_pa
                         "| z phone % | z ABX % |")
     assert len(table) == 2 + 4  # header, rule, the two runs, log-mel, MFCC
     c = line["layers"]["c"]
-    assert table[2].startswith(f"| {' '.join(TOY[1::2] + ['train.steps=100000'])} | cpc | {line['steps']} |")
+    assert table[2].startswith(f"| toy \\| 2 s | cpc | {line['steps']} |")  # a name's | is escaped
     assert table[2].endswith(f"| {c['phone']:.2f} | {c['abx']:.2f} | {line['layers']['z']['phone']:.2f} | "
                              f"{line['layers']['z']['abx']:.2f} |")
-    assert table[3].startswith("| random init: init | cpc | 0 |") and table[3].endswith("| - | - |")
+    assert table[3].startswith(f"| random init: {' '.join(TOY[1::2])} | cpc | 0 |")  # no name: the overrides
+    assert table[3].endswith("| - | - |")  # it has no z column
     assert table[4].startswith("| log-mel (80) |") and "| 99.99 |" in table[4]
     assert table[5].startswith("| MFCC (39) |")
 
@@ -130,3 +134,19 @@ def test_final_train_logs_average_the_last_tenth_of_the_logged_steps(tmp_path):
     rows = [f"{step},train,infonce,{value}" for step, value in ((10, 5.0), (80, 3.0), (90, 2.0), (100, 1.0))]
     log.write_text("step,split,name,value\n" + "\n".join(rows + ["100,val,infonce,9", "100,train,accuracy,0.5"]))
     assert bench.final_train_logs(log) == {"infonce": 1.5, "accuracy": 0.5}
+
+
+def test_the_random_init_model_is_the_one_training_starts_from():
+    import torch
+
+    from cpc.recipe import build_method, load_config
+
+    config = load_config(ROOT / "recipes" / "demo" / "cpc_shipped.yaml", ["train.seed=3"])
+    torch.manual_seed(config.train.seed)  # what `pretrain` does before building the method
+    trained_from = build_method(config).model.state_dict()
+    initial = bench.initial_model(config).state_dict()
+    assert list(initial) == list(trained_from)
+    assert all(torch.equal(initial[k], trained_from[k]) for k in initial)
+    other_seed = bench.initial_model(load_config(ROOT / "recipes" / "demo" / "cpc_shipped.yaml", ["train.seed=4"]))
+    first = next(iter(initial))
+    assert not torch.equal(initial[first], other_seed.state_dict()[first])
