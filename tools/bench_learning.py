@@ -379,7 +379,7 @@ def run(args) -> dict:
         "train_wall_s": round(for_training.wall, 1), "train_cpu_s": round(for_training.cpu, 1),
         "eval_wall_s": round(for_eval.wall, 1), "eval_cpu_s": round(for_eval.cpu, 1),
         "train": logs, "layers": layers, "baselines": baselines,
-        "eval": {"dir": str(args.eval), "index_sha256": evalset.index_sha256, "protocol": PROTOCOL["version"],
+        "eval": {"dir": str(Path(args.eval).resolve()), "index_sha256": evalset.index_sha256, "protocol": PROTOCOL["version"],
                  "probe_train": len(evalset.probe_train), "probe_test": len(evalset.probe_test),
                  "abx_items": len(evalset.items)},
         "threads": args.threads, "cpus": sorted(os.sched_getaffinity(0)), "date": now(), "commit": git_commit(),
@@ -440,8 +440,9 @@ def table(paths: list[str]) -> str:
                cell(None if accuracy is None else 100 * accuracy, 1)]
         row += [cell(line["layers"].get(layer, {}).get(what)) for layer in layers for what in ("phone", "abx")]
         rows.append(row)
-    splits = {(line["eval"]["dir"], line["eval"]["index_sha256"]): line["baselines"] for line in lines}
-    for (folder, _), baselines in splits.items():
+    splits = {(line["eval"]["index_sha256"], line["eval"]["protocol"]): (line["eval"]["dir"], line["baselines"])
+              for line in lines}
+    for folder, baselines in splits.values():
         for name, scores in baselines.items():
             label = BASELINE_NAMES.get(name, name) + (f" ({folder})" if len(splits) > 1 else "")
             rows.append([label, "-", "-", "-", "-", "-", "-"]
