@@ -155,19 +155,29 @@ def cache_key(evalset: EvalSet) -> str:
     return f"{evalset.folder.resolve()} index {evalset.index_sha256[:16]} protocol {protocol}"
 
 
+def read_cache(cache: Path) -> dict:
+    if not cache.is_file():
+        return {}
+    try:
+        return json.loads(cache.read_text())
+    except json.JSONDecodeError as error:
+        raise BenchError(f"baseline cache {cache} does not read ({error.msg}); delete it to score log-mel and MFCC "
+                         "again") from None
+
+
 def baseline_scores(evalset: EvalSet, cache: Path) -> dict:
     """log-mel and MFCC scores of the eval split: from the cache when it holds this split and protocol, else
     computed and added to it."""
     from cpc.eval.featurize import featurizer
 
     key = cache_key(evalset)
-    stored = json.loads(cache.read_text()) if cache.is_file() else {}
+    stored = read_cache(cache)
     if key in stored:
         say(f"log-mel and MFCC of {evalset.folder}: from the cache {cache}")
         return stored[key]["scores"]
     scores = {name: score(featurizer(name, sample_rate=evalset.sample_rate), evalset, label)
               for name, label in BASELINE_NAMES.items()}
-    stored = json.loads(cache.read_text()) if cache.is_file() else {}  # another run may have added a split since
+    stored = read_cache(cache)  # another run may have added a split since
     stored[key] = {"eval": str(evalset.folder), "index_sha256": evalset.index_sha256, "protocol": PROTOCOL,
                    "scores": scores, "date": now()}
     cache.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +199,8 @@ def check_layers(model, layers: list[str]) -> None:
 
     for layer in layers:
         try:
-            model.features(torch.zeros(model.config.sample_rate), layer)
+            with torch.no_grad():
+                model.features(torch.zeros(model.config.sample_rate), layer)
         except ValueError as error:
             raise BenchError(f"--layers {layer}: {error}") from None
 
@@ -243,7 +254,6 @@ def train(config, minutes: float | None) -> None:
 
 def final_train_logs(log: Path, names=("infonce", "accuracy")) -> dict:
     """Mean of each training log value over the last tenth of the logged steps (at least the last row)."""
-    rows = []
     with open(log, newline="") as stream:
         rows = [r for r in csv.DictReader(stream) if r["split"] == "train" and r["name"] in names]
     if not rows:

@@ -150,3 +150,12 @@ def test_the_random_init_model_is_the_one_training_starts_from():
     other_seed = bench.initial_model(load_config(ROOT / "recipes" / "demo" / "cpc_shipped.yaml", ["train.seed=4"]))
     first = next(iter(initial))
     assert not torch.equal(initial[first], other_seed.state_dict()[first])
+
+
+def test_a_broken_baseline_cache_is_named_with_the_way_out(tmp_path):
+    cache = tmp_path / "bench_learning_baselines.json"
+    cache.write_text('{"cut')
+    with pytest.raises(bench.BenchError) as raised:
+        bench.read_cache(cache)
+    assert str(raised.value) == (f"baseline cache {cache} does not read (Unterminated string starting at); delete it "
+                                 "to score log-mel and MFCC again")
