@@ -188,9 +188,16 @@ def baseline_scores(evalset: EvalSet, cache: Path) -> dict:
 
 
 def model_featurizer(model, layer: str):
-    from cpc.eval.featurize import Featurizer
+    """The model's `layer`; `LAYER+BASELINE` (e.g. c+mfcc) concatenates a baseline frame by frame (does the model
+    add what the baseline lacks?)."""
+    from cpc.eval.featurize import Featurizer, concatenated, featurizer
 
-    return Featurizer(lambda wav: model.features(wav, layer).cpu(), model.config.sample_rate, model.hop)
+    own, *extras = layer.split("+")
+    features = Featurizer(lambda wav: model.features(wav, own).cpu(), model.config.sample_rate, model.hop)
+    if not extras:
+        return features
+    return concatenated(layer, [features] + [featurizer(extra, sample_rate=model.config.sample_rate)
+                                             for extra in extras])
 
 
 def check_layers(model, layers: list[str]) -> None:
@@ -200,7 +207,7 @@ def check_layers(model, layers: list[str]) -> None:
     for layer in layers:
         try:
             with torch.no_grad():
-                model.features(torch.zeros(model.config.sample_rate), layer)
+                model_featurizer(model, layer)(torch.zeros(model.config.sample_rate))
         except ValueError as error:
             raise BenchError(f"--layers {layer}: {error}") from None
 
@@ -252,10 +259,12 @@ def train(config, minutes: float | None) -> None:
         say(f"CPU budget of {minutes:g} min reached: training stopped")
 
 
-def final_train_logs(log: Path, names=("infonce", "accuracy")) -> dict:
-    """Mean of each training log value over the last tenth of the logged steps (at least the last row)."""
+def final_train_logs(log: Path, names=("infonce", "accuracy"), until: int | None = None) -> dict:
+    """Mean of each training log value over the last tenth of the logged steps (at least the last row), of the
+    steps up to `until` when given."""
     with open(log, newline="") as stream:
-        rows = [r for r in csv.DictReader(stream) if r["split"] == "train" and r["name"] in names]
+        rows = [r for r in csv.DictReader(stream) if r["split"] == "train" and r["name"] in names
+                and (until is None or int(r["step"]) <= until)]
     if not rows:
         return {}
     last = max(int(r["step"]) for r in rows)
@@ -284,6 +293,8 @@ def git_commit() -> str | None:
 def budget_of(args) -> dict:
     if args.random_init:
         return {"random_init": True}
+    if args.checkpoint:
+        return {"checkpoint": str(args.checkpoint)}
     if args.mode:
         return {"mode": args.mode, "steps": MODE_STEPS[args.mode]}
     return {"steps": args.steps} if args.steps else {"minutes": args.minutes}
@@ -370,7 +381,15 @@ def run(args) -> dict:
             baselines = baseline_scores(evalset, results.parent / CACHE_NAME)
         steps, logs = 0, {}
         with Stopwatch() as for_training:
-            if not args.random_init:
+            if args.checkpoint:  # a run trained elsewhere: its checkpoint, and its log up to that step
+                trained = checkpoint.latest(args.checkpoint) if Path(args.checkpoint).is_dir() else Path(
+                    args.checkpoint)
+                model = checkpoint.load(trained)
+                numbered = checkpoint.PATTERN.search(trained.name)  # step-N.pt; an exported file has no step
+                steps = int(numbered.group(1)) if numbered else None
+                log = trained.parent / "log.csv"
+                logs = final_train_logs(log, until=steps) if log.exists() else {}
+            elif not args.random_init:
                 train(config, args.minutes)
                 model = checkpoint.load(out)
                 steps = int(checkpoint.PATTERN.search(checkpoint.latest(out).name).group(1))
@@ -384,7 +403,7 @@ def run(args) -> dict:
     line = {
         "name": args.name, "recipe": str(args.recipe), "overrides": args.set, "seed": args.seed,
         "budget": budget_of(args), "precision": args.precision, "steps": steps,
-        "audio_seconds": round(steps * config.optim.accumulate * config.data.batch_size * config.data.window
+        "audio_seconds": None if steps is None else round(steps * config.optim.accumulate * config.data.batch_size * config.data.window
                                / config.cpc.model.sample_rate, 1),
         "train_wall_s": round(for_training.wall, 1), "train_cpu_s": round(for_training.cpu, 1),
         "eval_wall_s": round(for_eval.wall, 1), "eval_cpu_s": round(for_eval.cpu, 1),
@@ -394,7 +413,7 @@ def run(args) -> dict:
                  "probe_train": len(evalset.probe_train), "probe_test": len(evalset.probe_test),
                  "abx_items": len(evalset.items)},
         "threads": args.threads, "cpus": sorted(os.sched_getaffinity(0)), "date": now(), "commit": git_commit(),
-        "run_dir": str(out) if (args.keep or not own_folder) and not args.random_init else None,
+        "run_dir": args.checkpoint or (str(out) if (args.keep or not own_folder) and not args.random_init else None),
     }
     say(f"training {for_training.wall:.1f} s wall / {for_training.cpu:.1f} s CPU; evaluation {for_eval.wall:.1f} s "
         f"wall / {for_eval.cpu:.1f} s CPU; reading the eval split, log-mel and MFCC {for_baselines.wall:.1f} s wall "
@@ -446,7 +465,8 @@ def table(paths: list[str]) -> str:
     for line in lines:
         logs = line.get("train") or {}
         accuracy = logs.get("accuracy")
-        row = [row_label(line), Path(line["recipe"]).stem, str(line["steps"]), cell(line["audio_seconds"] / 60, 1),
+        audio = line["audio_seconds"]
+        row = [row_label(line), Path(line["recipe"]).stem, str(line["steps"]), cell(audio and audio / 60, 1),
                cell(line["train_cpu_s"] / 60, 1), cell(logs.get("infonce"), 3),
                cell(None if accuracy is None else 100 * accuracy, 1)]
         row += [cell(line["layers"].get(layer, {}).get(what)) for layer in layers for what in ("phone", "abx")]
@@ -478,12 +498,15 @@ def parser() -> argparse.ArgumentParser:
     budget.add_argument("--minutes", type=float, help="train until this many CPU-minutes (or train.steps)")
     budget.add_argument("--mode", choices=sorted(MODE_STEPS), help=f"steps {MODE_STEPS}")
     budget.add_argument("--random-init", action="store_true", help="no training: the recipe's architecture at init")
+    budget.add_argument("--checkpoint", help="no training: score this checkpoint (or a run folder's newest) of a run "
+                        "of RECIPE with the same --set, e.g. one step of a long run")
     r.add_argument("--name", help="the row label in the table; without one, the overrides")
     r.add_argument("--seed", type=int, default=0, help="train.seed (initial weights, data order)")
     r.add_argument("--results", default=DEFAULT_RESULTS, help="the JSON-lines file the result is appended to")
     r.add_argument("--eval", default="data/prompts/english/dev",
                    help="labelled shards to score on (never a test split)")
-    r.add_argument("--layers", nargs="+", default=["c", "z"], help="model.features layers to score")
+    r.add_argument("--layers", nargs="+", default=["c", "z"],
+                   help="model.features layers to score; LAYER+mfcc (or +logmel) adds that baseline's frames")
     r.add_argument("--out", help="the run folder, kept afterwards (without it: a temporary folder, deleted unless "
                    "--keep)")
     r.add_argument("--keep", action="store_true", help="keep the temporary run folder (checkpoints, log.csv)")

@@ -159,3 +159,22 @@ def test_a_broken_baseline_cache_is_named_with_the_way_out(tmp_path):
         bench.read_cache(cache)
     assert str(raised.value) == (f"baseline cache {cache} does not read (Unterminated string starting at); delete it "
                                  "to score log-mel and MFCC again")
+
+
+def test_a_trained_checkpoint_is_scored_without_training_and_a_baseline_can_be_appended(corpus, tmp_path):
+    results = tmp_path / "r.jsonl"
+    shipped = "recipes/demo/cpc_shipped.pt"
+    run = bench_run("run", "recipes/demo/cpc_shipped.yaml", "--checkpoint", shipped, "--layers", "c", "c+mfcc",
+                    "--eval", str(corpus / "dev"), "--results", str(results), "--name", "shipped")
+    assert run.returncode == 0, run.stderr[-3000:]
+    line = json.loads(run.stdout)
+    assert line["budget"] == {"checkpoint": shipped} and line["steps"] is None and line["run_dir"] == shipped
+    assert set(line["layers"]) == {"c", "c+mfcc"}
+    evalset = bench.load_eval_set(corpus / "dev")
+    import cpc
+
+    model = cpc.load(shipped)
+    assert line["layers"]["c"] == bench.score(bench.model_featurizer(model, "c"), evalset, "c")
+    joined = bench.model_featurizer(model, "c+mfcc")(evalset.utterances[0].wav)
+    assert joined.shape[1] == 256 + 39
+    assert bench_run("table", str(results)).stdout.splitlines()[2].startswith("| shipped | cpc_shipped | None | - |")
