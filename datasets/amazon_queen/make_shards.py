@@ -16,8 +16,10 @@ Every sound is an `.SB` entry; in a rebuilt file its bytes are one clip in the c
     TTHHHHJn, TTSSSSJn,  dialogue: Joe, the player character (speaker "joe")
     TTXXXXJn
     JOEddddn             Joe's descriptions and remarks (speaker "joe")
-    BBBBBiin             a cutaway scene BBBBB (the name of a `.CUT` entry, padded with "_" to 5 letters), object
-                         ii: the speaker is a game object resolved at run time, so it is left empty here
+    BBBBBiin             a cutaway scene BBBBB (the name of a `.CUT` entry, padded with "_" to 5 letters), record
+                         ii of its list: speaker "joe" for Joe's records, else the name of the person object the
+                         record speaks as (QUEEN.JAS / QUEEN2.JAS object table, lower case: "princess_azura");
+                         empty for text records and for the 3 cutaways whose records do not read back cleanly
 (HHHH: the dialogue line, hex; n: the part of the sentence, hex.) The other `.SB` entries are sound effects (names
 padded with "S": 116BSSSS) or entries no naming rule reaches (left out, listed in skipped.tsv).
 
@@ -58,6 +60,10 @@ MAGIC = b"QTBL"
 HEADER = struct.Struct(">4s6s2sBH")  # magic, version, 2 bytes, compression, entry count
 ENTRY = struct.Struct(">12sBII")  # name, bundle, offset, size
 DOG_HEADER = 20  # bytes before a dialogue file's own header (level count, unique key, talk key, ...)
+CUT_HEADER = 20  # the same for a cutaway file
+JAS_HEADER = 20  # and for the object table
+ROOM_FADE = -1  # the object number of a cutaway record that fades the room in: Joe's record
+TEXT_RECORDS = (-2, -3, -4)  # cutaway records of text spoken and/or shown without a person (speaker unknown)
 COMPRESSION = {1: "MP3", 2: "OGG", 3: "FLAC"}  # the codes ScummVM's compression tool writes; soundfile reads all
 DIALOGUE = re.compile(r"(?P<key>\d\d)(?:[0-9A-F]{4}|XXXX|SSSS)(?P<who>[PJ])[0-9A-F]")
 JOE_REMARK = re.compile(r"JOE\d{5}")
@@ -134,7 +140,73 @@ def character(dialogue_file: str) -> str:
     return re.sub(r"\d+$", "", dialogue_file.rsplit(".", 1)[0]).lower()
 
 
-def classify(sound: str, keys: dict[int, str], cutaways: set[str]) -> Clip:
+class GameObject(NamedTuple):
+    """An entry of the game's object table (QUEEN.JAS): its name and whether it is a person."""
+
+    name: str
+    person: bool
+
+
+def game_objects(data: bytes, entries: dict[str, Entry]) -> list[GameObject | None]:
+    """The object table, indexed by object number (index 0 is None): QUEEN.JAS holds after its 20-byte header
+    the counts of rooms, names, objects, descriptions (uint16), then 8 int16 per object (name index, x, y,
+    description, entry object, room, state, image; image -3 or -4 = a person); the names are lines of the text
+    entry QUEEN2.JAS, after the descriptions."""
+    missing = [name for name in ("QUEEN.JAS", "QUEEN2.JAS") if name not in entries]
+    if missing:
+        raise ValueError(f"the resource file has no {' or '.join(missing)} (the game's object table): use the "
+                         f"queen.1c of the Debian package {PACKAGE}")
+    jas = entry_bytes(data, entries["QUEEN.JAS"])[JAS_HEADER:]
+    _, _, count, descriptions = struct.unpack_from(">4H", jas)
+    lines = entry_bytes(data, entries["QUEEN2.JAS"]).decode("latin-1").splitlines()
+    objects: list[GameObject | None] = [None]
+    for index in range(count):
+        name, *_, image = struct.unpack_from(">8h", jas, 8 + 16 * index)
+        line = descriptions + abs(name) - 1
+        objects.append(GameObject(lines[line].strip() if name and line < len(lines) else "", image in (-3, -4)))
+    return objects
+
+
+def cutaway_speakers(cut: bytes, objects: list[GameObject | None]) -> dict[int, str] | None:
+    """{record index (1-based, as in the voice file name): speaker} of one `.CUT` entry, for the records that
+    speak as a person ("joe" for Joe, else the object's name, lower case); None when the walk through the
+    records does not end 2 bytes before the file's game-state section (a record read wrongly).
+
+    After a 20-byte header: panel, record count (int16, negative = not skippable), flags, then the offsets of
+    the game-state section, the sentences and the bank names (uint16). Each record: 17 int16 (object number,
+    3 move/bank values, animation list, execute, 4 limits, special move, animation type, from-object, 2 start
+    coordinates, room, scale), a person count and that many int16; a record that runs an animation is
+    followed by frames of a header int16 and 9 int16 each, up to a header of -2. A record is spoken by a
+    person when it has no animation list and its object is Joe (0) or a person object."""
+    try:
+        return _walk_cutaway(cut[CUT_HEADER:], objects)
+    except struct.error:  # a misread record pointed past the end
+        return None
+
+
+def _walk_cutaway(body: bytes, objects: list[GameObject | None]) -> dict[int, str] | None:
+    _, count, _, game_state = struct.unpack_from(">HhhH", body)
+    offset, speakers = 12, {}  # the header: panel, object count, flags, 3 section offsets
+    for index in range(1, abs(count) + 1):
+        record = struct.unpack_from(">17h", body, offset)
+        number, anim_list, execute, from_object = record[0], record[4], record[5], record[12]
+        people = struct.unpack_from(">h", body, offset + 34)[0]
+        offset += 36 + 2 * people
+        number = 0 if number == ROOM_FADE else number  # a room fade is Joe's record
+        known = 0 < number < len(objects)
+        person = anim_list == 0 and (number == 0 or (known and objects[number].person))
+        animated = not person and from_object <= 0 and number not in TEXT_RECORDS and execute != 0
+        if animated:  # animation frames: a header int16 and 9 int16 each, until a header of -2
+            while struct.unpack_from(">h", body, offset)[0] != -2:
+                offset += 20
+            offset += 2
+        elif person and from_object <= 0:
+            name = "joe" if number == 0 else objects[number].name.lower()
+            speakers[index] = "joe" if name == "joe king" else re.sub(r"[^a-z0-9]+", "_", name).strip("_")
+    return speakers if offset + 2 == game_state else None
+
+
+def classify(sound: str, keys: dict[int, str], cutaways: dict[str, dict[int, str] | None]) -> Clip:
     """A `.SB` entry's name without the extension -> what it is, by the game's voice file naming rules."""
     dialogue = DIALOGUE.fullmatch(sound)
     if dialogue and int(dialogue["key"]) in keys:
@@ -145,7 +217,7 @@ def classify(sound: str, keys: dict[int, str], cutaways: set[str]) -> Clip:
         return Clip("joe", "joe", "")
     scene = sound[:5].rstrip("_")
     if scene in cutaways and re.fullmatch(r"\d\d[0-9A-F]", sound[5:]):
-        return Clip("cutaway", "", scene)
+        return Clip("cutaway", (cutaways[scene] or {}).get(int(sound[5:7]), ""), scene)
     if SOUND_EFFECT.fullmatch(sound):
         return Clip("sound effect", "", "")
     return Clip("unknown", "", "")
@@ -182,6 +254,11 @@ class Spectrum:
     def share_above(self, hz: float) -> float:
         return float(self.power[self.hz >= hz].sum() / max(self.power.sum(), 1e-30))
 
+    def level(self, low_hz: float, high_hz: float) -> float:
+        """Mean power per Hz in [low, high) relative to that in 0.1-4 kHz, dB."""
+        band = self.power[(self.hz >= low_hz) & (self.hz < high_hz)].mean()
+        return float(10 * np.log10(band / max(self.power[(self.hz >= 100) & (self.hz < 4000)].mean(), 1e-30)))
+
     def edge(self, share: float = 0.99) -> float:
         """The frequency below which `share` of the energy lies (Hz)."""
         cumulative = np.cumsum(self.power) / max(self.power.sum(), 1e-30)
@@ -199,7 +276,9 @@ def speech_items(resource: Path, wav_dir: Path) -> tuple[list[tuple[AudioItem, f
     data = resource.read_bytes()
     version, codec, entries = read_table(data, str(resource))
     keys = talk_keys(data, entries)
-    cutaways = {name[:-4] for name in entries if name.endswith(".CUT")}
+    objects = game_objects(data, entries)
+    cutaways = {name[:-4]: cutaway_speakers(entry_bytes(data, entry), objects) for name, entry in entries.items()
+                if name.endswith(".CUT")}
     items, skipped, spectrum = [], [], Spectrum()
     sounds = sorted(name for name in entries if name.endswith(".SB"))
     for name in tqdm(sounds, desc=f"decoding {resource.name} ({version}, {codec})", unit="clip"):
@@ -222,7 +301,7 @@ def speech_items(resource: Path, wav_dir: Path) -> tuple[list[tuple[AudioItem, f
         wav.parent.mkdir(parents=True, exist_ok=True)
         sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
         meta = {"language": "en", "kind": clip.kind, "entry": name, "scene": clip.scene, "game": version,
-                "codec": f"{codec} {rate} Hz", "bandwidth_hz": rate // 2, "licence": LICENCE, "author": AUTHOR,
+                "codec": f"{codec} {rate} Hz", "bandwidth": "narrowband", "licence": LICENCE, "author": AUTHOR,
                 "package": PACKAGE}
         items.append((AudioItem(str(wav), clip.speaker, key, meta), len(audio) / SAMPLE_RATE))
     return items, skipped, spectrum
@@ -247,9 +326,12 @@ def write_tables(out: Path, pairs: list[tuple[AudioItem, float]], skipped: list[
         for i, s in pairs))
     ranked = sorted(speakers.items(), key=lambda pair: -pair[1][1])
     (out / "speakers.tsv").write_text("speaker\tclips\thours\n" + "".join(
-        f"{name or '(unknown: cutaways)'}\t{clips}\t{seconds / 3600:.3f}\n" for name, (clips, seconds) in ranked))
+        f"{name or '(unknown)'}\t{clips}\t{seconds / 3600:.3f}\n" for name, (clips, seconds) in ranked))
     (out / "skipped.tsv").write_text("entry\treason\n" + "".join(f"{n}\t{r}\n" for n, r in skipped))
-    rows = [("share of energy above 4 kHz", f"{spectrum.share_above(4000):.4f}"),
+    bands = [(3000, 3500), (3500, 4000), (4000, 4500), (4500, 5000), (5000, 5500), (5500, 8000)]
+    rows = [(f"level {lo / 1000:g}-{hi / 1000:g} kHz (dB per Hz, relative to 0.1-4 kHz)",
+             f"{spectrum.level(lo, hi):.1f}") for lo, hi in bands]
+    rows += [("share of energy above 4 kHz", f"{spectrum.share_above(4000):.4f}"),
             ("share of energy above 5.5 kHz", f"{spectrum.share_above(5500):.6f}"),
             ("99% of the energy below (Hz)", f"{spectrum.edge(0.99):.0f}"),
             ("99.9% of the energy below (Hz)", f"{spectrum.edge(0.999):.0f}")]
@@ -280,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     speakers = write_tables(out, pairs, skipped, spectrum)
     seconds = sum(s for _, s in pairs)
     print(f"{len(pairs)} speech clips, {seconds / 3600:.2f} h, {len([s for s in speakers if s])} named speakers "
-          f"({speakers.get('', (0, 0.0))[1] / 3600:.2f} h unnamed: cutaways); {len(skipped)} entries left out "
+          f"({speakers.get('', (0, 0.0))[1] / 3600:.2f} h unnamed); {len(skipped)} entries left out "
           f"(skipped.tsv); energy above 4 kHz {spectrum.share_above(4000):.2%}, 99% below "
           f"{spectrum.edge(0.99):.0f} Hz")
     splits = {"train": set(), "val": set()}
