@@ -227,14 +227,26 @@ def classify(sound: str, keys: dict[int, str], cutaways: dict[str, dict[int, str
 
 def decode_clip(encoded: bytes) -> tuple[np.ndarray, int]:
     """One compressed clip (MP3, Ogg or FLAC bytes) -> float32 mono at 16 kHz and its original rate."""
+    audio, rate = sf.read(io.BytesIO(encoded), dtype="float32", always_2d=True)
+    return resampled(audio.mean(axis=1), rate), rate
+
+
+def resampled(mono: np.ndarray, rate: int) -> np.ndarray:
+    """float32 mono at `rate` -> at 16 kHz (torchaudio's windowed sinc)."""
     import torch
     import torchaudio.functional
 
-    audio, rate = sf.read(io.BytesIO(encoded), dtype="float32", always_2d=True)
-    mono = audio.mean(axis=1)
-    if rate != SAMPLE_RATE and len(mono):
-        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
-    return mono, rate
+    if rate == SAMPLE_RATE or not len(mono):
+        return mono
+    return torchaudio.functional.resample(torch.from_numpy(mono), rate, SAMPLE_RATE).numpy()
+
+
+def clip_item(audio: np.ndarray, key: str, speaker: str, meta: dict, wav_dir: Path) -> tuple[AudioItem, float]:
+    """A decoded 16 kHz clip -> a 16-bit wav file under wav_dir and its (item, seconds)."""
+    wav = wav_dir / f"{key}.wav"
+    wav.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
+    return AudioItem(str(wav), speaker, key, meta), len(audio) / SAMPLE_RATE
 
 
 class Spectrum:
@@ -296,14 +308,10 @@ def speech_items(resource: Path, wav_dir: Path) -> tuple[list[tuple[AudioItem, f
             skipped.append((name, "empty (under one 10 ms frame)"))
             continue
         spectrum.add(audio)
-        key = safe_key(f"queen_{sound}")
-        wav = wav_dir / f"{key}.wav"
-        wav.parent.mkdir(parents=True, exist_ok=True)
-        sf.write(wav, audio, SAMPLE_RATE, subtype="PCM_16")
         meta = {"language": "en", "kind": clip.kind, "entry": name, "scene": clip.scene, "game": version,
                 "codec": f"{codec} {rate} Hz", "bandwidth": "narrowband", "licence": LICENCE, "author": AUTHOR,
                 "package": PACKAGE}
-        items.append((AudioItem(str(wav), clip.speaker, key, meta), len(audio) / SAMPLE_RATE))
+        items.append(clip_item(audio, safe_key(f"queen_{sound}"), clip.speaker, meta, wav_dir))
     return items, skipped, spectrum
 
 
