@@ -12,11 +12,13 @@ The game's data is a directory, `sky.dnr`, and one data file, `sky.dsk` (integer
     Huffman-coded literal-run lengths, offsets and match lengths, 16-bit CRCs of the packed and unpacked data.
 Speech: the game plays the text line `section << 12 | line` from file 50000 + (first file of the section) +
 line, as 8-bit unsigned PCM at 11,025 Hz after the header, `total size - 22` bytes long (ScummVM's
-engines/sky/disk.cpp and sound.cpp read the files this way). Every file numbered 50000-59999 is such a clip;
-sound effects and music live in other files. Which character speaks a line is decided by the game's scripts,
-not by the files, so the speaker is left empty.
+engines/sky/disk.cpp and sound.cpp read the files this way); every file numbered 50000-55999 is such a line.
+Which character speaks a line is decided by the game's scripts, not by the files, so its speaker is left empty.
+The CD intro plays 88 more voice files (59500-59672, among the intro's pictures and background sounds), whose
+speakers the intro sequence names (foster, shaman, joey, reich, guard). Sound effects and music live in other
+files.
 
-Output under --out: train/, val/ shards (file number, section, licence in each sample's json; val = about
+Output under --out: train/, val/ shards (file number, section and line, licence in each sample's json; val = about
 --val-percent of the clips by a hash of the file number), clips.tsv, speakers.tsv, skipped.tsv (files that did
 not unpack: CRC or length mismatch), bandwidth.tsv. The package is installed with apt-get when missing (as root;
 --no-install refuses and says what to install).
@@ -41,8 +43,20 @@ PACKAGE = "beneath-a-steel-sky"
 GAME = Path("/usr/share/scummvm/beneath-a-steel-sky")
 LICENCE = "Beneath-a-Steel-Sky-License (freeware; modified versions must say so)"
 AUTHOR = "Revolution Software Ltd"
-SPEECH_FILES = range(50000, 60000)
-SECTION_FIRST_FILE = [0, 600, 1100, 2430, 3380, 4530, 5080, 5230]  # speech file of line 0 of each text section
+LINE_FILES = range(50000, 56000)  # the voice of text line `section << 12 | line`, sections 0-7
+SECTION_FIRST_FILE = [0, 600, 1100, 2430, 3380, 4530, 5080, 5230]  # its file: 50000 + first file + line
+# The CD intro's voice-overs (CDV_00 .. CDV_87) and who speaks them, as the intro sequence in ScummVM's
+# engines/sky/intro.cpp lists them (the game files do not name speakers; CDV_28 and CDV_44 are never played).
+# Files around them in 59494-59672 are the intro's images, palettes, animations and background sounds.
+INTRO_VOICES = dict(zip(
+    [59500, 59504, 59505, 59507, 59508, 59510, 59511, 59513, 59514, 59515, 59518, 59520, 59523, 59525, 59527,
+     59528, 59531, 59534, 59535, 59536, 59539, 59541, 59545, 59546, 59551, 59554, 59556, 59558, 59561, 59562,
+     59563, 59565, 59566, 59567, 59568, 59570, 59574, 59576, 59579, 59581, 59583, 59587, 59588, 59590, 59594,
+     59596, 59600, 59602, 59606, 59610, 59612, 59613, 59614, 59615, 59616, 59618, 59621, 59622, 59624, 59627,
+     59628, 59629, 59630, 59631, 59632, 59633, 59635, 59639, 59642, 59644, 59647, 59648, 59649, 59654, 59655,
+     59656, 59659, 59660, 59663, 59664, 59665, 59666, 59667, 59668, 59669, 59670, 59671, 59672],
+    [{"F": "foster", "S": "shaman", "J": "joey", "R": "reich", "G": "guard", "-": ""}[initial] for initial in
+     "FSSSSSSSFFFSSFJSFFSJJFFFRRFS-RGRRRRRFFFFSSFS-FFFFFFFFJFSSSRRRFFSGFRFFFGRFFRFFFFRFFGFGGFF"]))
 HEADER = 22  # bytes of a file header: 11 uint16
 SPEECH_RATE = 11025
 
@@ -109,8 +123,8 @@ def speech_samples(file: bytes, number: int) -> np.ndarray:
 
 
 def speech_line(number: int) -> tuple[int, int]:
-    """A speech file number -> (text section, line in the section)."""
-    index = number - SPEECH_FILES.start
+    """A text line's speech file number -> (text section, line in the section)."""
+    index = number - LINE_FILES.start
     section = max(s for s, first in enumerate(SECTION_FIRST_FILE) if first <= index)
     return section, index - SECTION_FIRST_FILE[section]
 
@@ -242,7 +256,7 @@ def speech_items(game: Path, wav_dir: Path) -> tuple[list, list[tuple[str, str]]
     files = read_directory((game / "sky.dnr").read_bytes(), str(game / "sky.dnr"))
     disk = (game / "sky.dsk").read_bytes()
     items, skipped, spectrum = [], [], queen.Spectrum()
-    numbers = sorted(n for n in files if n in SPEECH_FILES)
+    numbers = sorted(n for n in files if n in LINE_FILES or n in INTRO_VOICES)
     for number in tqdm(numbers, desc="unpacking sky.dsk speech", unit="clip"):
         try:
             audio = queen.resampled(speech_samples(load_file(disk, files[number]), number), SPEECH_RATE)
@@ -253,11 +267,14 @@ def speech_items(game: Path, wav_dir: Path) -> tuple[list, list[tuple[str, str]]
             skipped.append((str(number), "empty (under one 10 ms frame)"))
             continue
         spectrum.add(audio)
-        section, line = speech_line(number)
-        meta = {"language": "en", "kind": "speech", "entry": str(number), "scene": f"section {section}",
-                "line": line, "codec": f"8-bit PCM {SPEECH_RATE} Hz", "bandwidth": "narrowband",
-                "licence": LICENCE, "author": AUTHOR, "package": PACKAGE}
-        items.append(queen.clip_item(audio, f"sky_{number}", "", meta, wav_dir))
+        if number in INTRO_VOICES:
+            kind, scene, speaker = "intro", "intro", INTRO_VOICES[number]
+        else:
+            kind, scene, speaker = "line", "section {}, line {}".format(*speech_line(number)), ""
+        meta = {"language": "en", "kind": kind, "entry": str(number), "scene": scene,
+                "codec": f"8-bit PCM {SPEECH_RATE} Hz", "bandwidth": "narrowband", "licence": LICENCE,
+                "author": AUTHOR, "package": PACKAGE}
+        items.append(queen.clip_item(audio, f"sky_{number}", speaker, meta, wav_dir))
     return items, skipped, spectrum
 
 
@@ -284,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(str(error)) from None
     queen.write_tables(out, pairs, skipped, spectrum)
     seconds = sum(s for _, s in pairs)
-    print(f"{len(pairs)} speech clips, {seconds / 3600:.2f} h (speaker unknown); {len(skipped)} files left out "
+    print(f"{len(pairs)} speech clips, {seconds / 3600:.2f} h; {len(skipped)} files left out "
           f"(skipped.tsv); energy above 4 kHz {spectrum.share_above(4000):.2%}, 99% below "
           f"{spectrum.edge(0.99):.0f} Hz")
     splits = {"train": set(), "val": set()}

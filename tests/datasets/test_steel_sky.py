@@ -138,7 +138,9 @@ def test_crc16_is_the_arc_crc():
 def test_speech_file_numbers_name_section_and_line():
     assert sky.speech_line(50000) == (0, 0) and sky.speech_line(50599) == (0, 599)
     assert sky.speech_line(50600) == (1, 0) and sky.speech_line(52431) == (3, 1)
-    assert sky.speech_line(59494) == (7, 4264)
+    assert sky.speech_line(55272) == (7, 42)
+    assert len(sky.INTRO_VOICES) == 88 and sky.INTRO_VOICES[59500] == "foster" and sky.INTRO_VOICES[59527] == "joey"
+    assert sky.INTRO_VOICES[59672] == "foster" and sky.INTRO_VOICES[59670] == "guard"
 
 
 def test_directory_and_files_round_trip():
@@ -157,12 +159,13 @@ def test_directory_and_files_round_trip():
 
 
 def test_corpus_end_to_end(tmp_path):
-    seconds = {50001: 0.6, 50700: 0.4, 51200: 0.5, 59494: 0.3, 52000: 0.45}
+    seconds = {50001: 0.6, 50700: 0.4, 51200: 0.5, 55272: 0.3, 52000: 0.45, 59500: 0.35, 59561: 0.3}
     files = [(n, speech_file(tone(s, 20 + n % 7), 20 + n % 7, packed=n != 51200), n == 51200, False)
              for n, s in seconds.items()]
     broken = bytearray(speech_file(tone(0.3, 30), 30, packed=True))
     broken[-3] ^= 0xFF
-    files += [(50002, bytes(broken), False, False), (60300, b"not speech" * 10, True, False)]
+    files += [(50002, bytes(broken), False, False), (60300, b"not speech" * 10, True, False),
+              (59494, speech_file(tone(0.3, 30), 30, packed=False), True, False)]  # an intro background sound
     dnr, dsk = directory(files)
     game = tmp_path / "game"
     game.mkdir()
@@ -173,12 +176,14 @@ def test_corpus_end_to_end(tmp_path):
     train, val = load_utterances(str(out / "train")), load_utterances(str(out / "val"))
     utterances = {u.key: u for u in train + val}
     assert sorted(utterances) == sorted(f"sky_{n}" for n in seconds) and train and val
-    assert {u.speaker for u in utterances.values()} == {""} and {u.sample_rate for u in train} == {16000}
+    assert {u.speaker for u in utterances.values()} == {"", "foster"} and {u.sample_rate for u in train} == {16000}
+    assert utterances["sky_59500"].speaker == "foster" and utterances["sky_59561"].speaker == ""  # CDV_28: unnamed
     for number, length in seconds.items():
         samples = int(length * sky.SPEECH_RATE)
         assert len(utterances[f"sky_{number}"].wav) == -(-samples * 16000 // sky.SPEECH_RATE)
     skipped = dict(line.split("\t") for line in (out / "skipped.tsv").read_text().splitlines()[1:])
-    assert list(skipped) == ["50002"] and "CRC" in skipped["50002"]  # file 60300 is not a speech file
+    assert list(skipped) == ["50002"] and "CRC" in skipped["50002"]  # files 60300 and 59494 are not speech
     clips = (out / "clips.tsv").read_text().splitlines()
-    assert any(line.startswith("sky_59494\t59494\t\tspeech\tsection 7\t") for line in clips)
+    assert any(line.startswith("sky_55272\t55272\t\tline\tsection 7, line 42\t") for line in clips)
+    assert any(line.startswith("sky_59500\t59500\tfoster\tintro\tintro\t") for line in clips)
     assert not (out / "wav").exists()
