@@ -110,6 +110,8 @@ def read_table(data: bytes, path: str = "queen.1c") -> tuple[str, str, dict[str,
     if compression not in COMPRESSION:
         raise ValueError(f"{path}: sounds stored with compression code {compression}; this reader takes "
                          f"{', '.join(f'{c} ({n})' for c, n in COMPRESSION.items())}")
+    if len(data) < HEADER.size + count * ENTRY.size:
+        raise ValueError(f"{path}: the table of {count} entries runs past the end of the file (cut short?)")
     entries = {}
     for index in range(count):
         raw, bundle, offset, size = ENTRY.unpack_from(data, HEADER.size + index * ENTRY.size)
@@ -309,8 +311,8 @@ def speech_items(resource: Path, wav_dir: Path) -> tuple[list[tuple[AudioItem, f
             continue
         spectrum.add(audio)
         meta = {"language": "en", "kind": clip.kind, "entry": name, "scene": clip.scene, "game": version,
-                "codec": f"{codec} {rate} Hz", "bandwidth": "narrowband", "licence": LICENCE, "author": AUTHOR,
-                "package": PACKAGE}
+                "codec": f"{codec} {rate} Hz", "bandwidth": "narrowband" if rate < SAMPLE_RATE else "wideband",
+                "licence": LICENCE, "author": AUTHOR, "package": PACKAGE}
         items.append(clip_item(audio, safe_key(f"queen_{sound}"), clip.speaker, meta, wav_dir))
     return items, skipped, spectrum
 

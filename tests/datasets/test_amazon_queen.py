@@ -92,6 +92,8 @@ def test_table_reader_refuses_other_files_with_one_line():
         queen.read_table(b"RIFF....", "game.bin")
     with pytest.raises(ValueError, match="compression code 0"):
         queen.read_table(resource_file({}, compression=0))
+    with pytest.raises(ValueError, match="the table of 1 entries runs past the end of the file"):
+        queen.read_table(resource_file({"020001P1.SB": b""})[:30])
     cut_short = resource_file({"020001P1.SB": b"abcdef"})[:-2]
     with pytest.raises(ValueError, match="entry 020001P1.SB lies outside the file"):
         queen.read_table(cut_short)
