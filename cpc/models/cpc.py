@@ -169,13 +169,14 @@ class CPCModel(nn.Module):
         clean) that the target frames z (positives, negatives, regression targets) come from, while c_t is
         computed from x; both pass the encoder in one call."""
         self.check_input(x)
+        if target is not None:
+            self.check_input(target)
+            if target.shape != x.shape:
+                raise ValueError(f"target {tuple(target.shape)} must have the input's shape {tuple(x.shape)}")
         x = self.prepare(x)
         if target is None:
             z = z_target = self.encode(x)
         else:
-            self.check_input(target)
-            if target.shape != x.shape:
-                raise ValueError(f"target {tuple(target.shape)} must have the input's shape {tuple(x.shape)}")
             target = self.prepare(target)
             z, z_target = self.encode(torch.cat([x, target])).chunk(2)
         c, _ = self.ar(z)

@@ -1,5 +1,7 @@
+import random
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +113,36 @@ def test_param_groups_keep_norms_and_biases_out_of_weight_decay():
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
     assert all(p.dim() > 1 for p in decay["params"]) and all(p.dim() <= 1 for p in no_decay["params"])
     assert len(decay["params"]) + len(no_decay["params"]) == len(list(method.parameters()))
+
+
+def test_each_input_kind_reads_the_fields_its_stream_writes():
+    from cpc.data.audio import FIELD, TARGET_FIELD, AudioDataConfig, audio_stream
+    from cpc.data.augment import AugmentConfig, Augmenter, augment_items
+
+    stream = audio_stream(AudioDataConfig(shards="datasets/synthetic_speech/sample/train"), train=True,
+                          sample_rate=16000, hop=160)
+    assert (stream.field, stream.target_field) == (FIELD, TARGET_FIELD)
+    window = {"key": "u", FIELD: np.zeros(3200, dtype=np.float32)}
+    augmented = next(augment_items(iter([window]), FIELD, TARGET_FIELD, Augmenter(AugmentConfig(past=True)),
+                                   random.Random(0)))
+    for preset in ("small", "logmel"):
+        inputs = CPCMethod(cpc_preset(preset)).model.inputs
+        assert set(augmented) == {"key", inputs.input_key, inputs.target_key}
+
+
+def test_logmel_preset_trains_with_augmented_targets():
+    config = cpc_preset("logmel")
+    assert config.infonce.negatives == 128 and config.model.frontend == "logmel"
+    config.model.encoder.channels, config.model.ar.dim, config.model.predictor.steps = 32, 32, 3
+    config.infonce.negatives = 16
+    method = CPCMethod(config)
+    g = torch.Generator().manual_seed(0)
+    clean = sinusoid_batch(8, 3200, generator=g)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
+    loss, logs = method.training_step({"wav": noisy, "wav_future": clean})
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= float(logs["accuracy"]) <= 1
+    assert all(p.grad is not None for p in method.model.encoder.parameters())
+    assert method.throughput({"wav": noisy}) == (8 * 3200 / 16000, "audio-s")
+    with pytest.raises(ValueError, match=r"need at least 640 samples \(4 frames of 160\); got 500"):
+        method.training_step({"wav": torch.randn(2, 500)})
