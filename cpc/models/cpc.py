@@ -250,10 +250,11 @@ def cpc_small_config() -> CPCModelConfig:
 
 def cpc_logmel_config() -> CPCModelConfig:
     """Log-mel front end: 80 causal log-mel bands every 10 ms, standardised by running statistics, three causal
-    convs (kernel 3, 256 channels, channel norm) to z; GRU 256, linear W_k, K = 12, as the shipped demo model."""
+    convs (kernel 3, 128 channels, channel norm) to z; GRU 256, linear W_k, K = 12: the shipped demo model
+    (recipes/demo/cpc_shipped.yaml) with only its front end changed."""
     return CPCModelConfig(
         frontend="logmel",
-        encoder=ConvEncoderConfig(channels=256, kernels=(3, 3, 3), strides=(1, 1, 1), norm="channel"),
+        encoder=ConvEncoderConfig(channels=128, kernels=(3, 3, 3), strides=(1, 1, 1), norm="channel"),
         input_norm="causal",
         ar=AutoregressiveConfig(kind="gru", dim=256),
         predictor=PredictorConfig(kind="linear", steps=12),

@@ -184,7 +184,7 @@ def test_logmel_builder_is_causal(ar_kind):
 def test_logmel_builder():
     config = cpc_logmel().config
     assert (config.frontend, config.n_mels, config.input_norm) == ("logmel", 80, "causal")
-    assert (config.encoder.channels, config.encoder.kernels, config.encoder.strides) == (256, (3, 3, 3), (1, 1, 1))
+    assert (config.encoder.channels, config.encoder.kernels, config.encoder.strides) == (128, (3, 3, 3), (1, 1, 1))
     assert (config.ar.kind, config.ar.dim, config.predictor.kind, config.predictor.steps) == ("gru", 256, "linear", 12)
     out = cpc_logmel()(0.1 * torch.randn(2, 4800))
-    assert out["z"].shape == (2, 30, 256) and out["pred"].shape == (2, 30, 12, 256)
+    assert out["z"].shape == (2, 30, 128) and out["pred"].shape == (2, 30, 12, 128)
