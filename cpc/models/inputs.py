@@ -126,6 +126,7 @@ class InputAdapter(nn.Module):
         raise ValueError(f"{self.kind} inputs have no {name!r} regression target")
 
     def regression_dim(self, name: str) -> int:
+        """Features per frame of the input-derived regression target `name`."""
         return self.config.n_mels
 
 
@@ -241,6 +242,7 @@ class LogMelInput(AudioInput):
         return self.standardize(self.mel(x))[0]
 
     def standardize(self, frames: torch.Tensor, carry=None):
+        """(1 or batch, frames, n_mels) -> (standardised by input_norm, the running statistics to continue with)."""
         if self.config.resolved_input_norm == "none":
             return frames, None
         options = self.config.logmel

@@ -109,7 +109,8 @@ def logmel_model(ar="gru"):
     torch.manual_seed(0)
     config = cpc_logmel_config()
     config = dataclasses.replace(config, n_mels=24, encoder=dataclasses.replace(config.encoder, channels=32),
-                                 ar=AutoregressiveConfig(kind=ar, dim=24, window=40), predictor=PredictorConfig(steps=3))
+                                 ar=AutoregressiveConfig(kind=ar, dim=24, window=40),
+                                 predictor=PredictorConfig(steps=3))
     return CPCModel(config).eval()
 
 
