@@ -25,7 +25,7 @@ from cpc.devices import DEVICES
 from cpc.methods import METHODS, BarlowTwinsConfig, BYOLConfig, CPCConfig, Method, MoCoConfig, SimCLRConfig, cpc_preset
 from cpc.methods.cpc import POLICIES, REGRESSION_LOSSES
 from cpc.models.autoregressive import AR_KINDS
-from cpc.models.cpc import MODALITIES, REGRESSION_TARGETS
+from cpc.models.cpc import FRONTENDS, MODALITIES, REGRESSION_TARGETS, adapter_class
 from cpc.models.encoders import NORMS
 from cpc.models.heads import PREDICTOR_KINDS
 from cpc.train.optim import OPTIMISERS, SCHEDULES, OptimConfig
@@ -37,7 +37,8 @@ DATA_CONFIGS = {"audio": AudioDataConfig, "video": VideoDataConfig, "images": Im
 @dataclass
 class PretrainConfig:
     method: str = "cpc"  # a key of cpc.methods.METHODS; its section below configures it
-    cpc_preset: str = "base"  # "paper", "base", "small" or "video": the defaults that the `cpc:` section overrides
+    # "paper", "base", "small", "logmel" or "video": the defaults that the `cpc:` section overrides
+    cpc_preset: str = "base"
     cpc: CPCConfig = field(default_factory=CPCConfig)
     simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
     moco: MoCoConfig = field(default_factory=MoCoConfig)
@@ -148,6 +149,7 @@ def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
     """The CPC section's rules, and what each window must hold: whole model frames, at least K + 1 of them."""
     model = config.cpc.model
     rules.one_of("cpc.model.modality", MODALITIES)
+    rules.one_of("cpc.model.frontend", FRONTENDS)
     rules.one_of("cpc.model.predictor.kind", PREDICTOR_KINDS)
     rules.one_of("cpc.model.regression_target", REGRESSION_TARGETS)
     rules.one_of("cpc.model.ar.kind", AR_KINDS)
@@ -156,6 +158,11 @@ def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
     rules.at_least(1, "cpc.model.predictor.steps", "cpc.infonce.negatives", "cpc.model.ar.dim", "cpc.model.ar.layers")
     rules.positive("cpc.infonce.temperature")
     rules.at_least(0, "data.shuffle_samples", "data.shuffle_windows")
+    try:  # what the input kind itself rules out (e.g. a log-mel front end with window statistics)
+        inputs = adapter_class(model)
+    except ValueError as error:
+        what, _, fix = str(error).rpartition(": ")
+        rules.fail(["cpc.model.frontend"], what or str(error), fix or "see docs/models.md")
     steps, window = model.predictor.steps, config.data.window
     if kind == "video":
         if window < steps + 1:
@@ -178,7 +185,7 @@ def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
     if window < 1 or window % hop:
         lower, upper = max(hop, window // hop * hop), (window // hop + 1) * hop
         rules.fail(["data.window"], f"data.window {window} must be a multiple of the model's hop {hop}",
-                   f"use {lower} or {upper} samples (the hop is the product of cpc.model.encoder.strides)")
+                   f"use {lower} or {upper} samples (the hop is {inputs.hop_rule.format(model='cpc.model.')})")
     if window // hop < steps + 1:
         rules.fail(["data.window", "cpc.model.predictor.steps"],
                    f"data.window {window} holds {window // hop} frames of {hop} samples, too few for K = {steps} "

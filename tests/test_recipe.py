@@ -115,3 +115,20 @@ def test_group_source_needs_a_mixture(tmp_path):
         load_config(recipe, ["data.group=source"])
     assert str(caught.value).startswith("data.group 'source' builds each batch from one corpus of data.mix, but there "
                                         "is no data.mix (--set data.group=source): give data.mix")
+
+
+def test_the_logmel_front_end_is_checked_like_the_raw_audio_one(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("cpc_preset: logmel\ndata: {window: 3200}\n")
+    config = load_config(recipe)
+    assert (config.cpc.model.frontend, config.cpc.model.hop) == ("logmel", 160)
+    with pytest.raises(ConfigError) as caught:
+        load_config(recipe, ["cpc.model.input_norm=window"])
+    assert str(caught.value).startswith("frontend 'logmel' standardises log-mel frames with running statistics")
+    assert str(caught.value).endswith("(cpc_preset 'logmel'): set input_norm to 'causal'")
+    with pytest.raises(ConfigError, match=r"unknown cpc.model.frontend 'mel' \(--set cpc.model.frontend=mel\): "
+                                          "choose one of waveform, logmel"):
+        load_config(recipe, ["cpc.model.frontend=mel"])
+    with pytest.raises(ConfigError, match=r"use 3200 or 3520 samples \(the hop is cpc.model.logmel.hop times the "
+                                          r"product of cpc.model.encoder.strides\)"):
+        load_config(recipe, ["cpc.model.encoder.strides=[1,2,1]", "data.window=3300"])

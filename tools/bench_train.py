@@ -6,6 +6,7 @@ batch 8 x 20480 samples, K = 12, N = 128 batch negatives, 2 threads.
     python tools/bench_train.py                      # the three configurations, fp32
     python tools/bench_train.py --bf16               # the same under CPU bf16 autocast
     python tools/bench_train.py --only base --steps 20
+    python tools/bench_train.py --only shipped --only logmel --threads 1   # the log-mel front end vs raw audio
     python tools/bench_train.py --compare-loss 150   # fp32 vs bf16 training curves on toy audio
     python tools/bench_train.py --malloc-trim-mb 8   # glibc returns freed blocks: less RSS, slower (README)
 
@@ -27,7 +28,10 @@ CONFIGS = {
     "paper": ("paper", {}),
     "base": ("base", {}),
     "linear256": ("base", {"norm": "batch", "predictor": "linear"}),  # CPC_audio's 256-ch linear-head setup
+    "shipped": ("base", {"channels": 128, "ar": "gru", "predictor": "linear"}),  # recipes/demo/cpc_shipped.yaml
+    "logmel": ("logmel", {}),  # the log-mel front end, sized as the shipped model
 }
+DEFAULT = ("paper", "base", "linear256")
 
 
 def current_rss_gb() -> float:
@@ -44,6 +48,10 @@ def build_method(name: str):
         config.model.encoder.norm = changes["norm"]
     if "predictor" in changes:
         config.model.predictor.kind = changes["predictor"]
+    if "channels" in changes:
+        config.model.encoder.channels = changes["channels"]
+    if "ar" in changes:
+        config.model.ar.kind = changes["ar"]
     return CPCMethod(config)
 
 
@@ -138,7 +146,7 @@ def main() -> None:
           f"{'bf16 autocast' if args.bf16 else 'fp32'}, median of {args.steps} steps, malloc trim "
           f"{args.malloc_trim_mb:g} MB")
     print(f"{'config':<10} {'params':>8} {'ms/step':>9} {'audio-s/s':>10} {'peak RSS':>9} {'floor':>6} {'step':>6}")
-    for name in args.only or CONFIGS:
+    for name in args.only or DEFAULT:
         command = [sys.executable, __file__, "--child", name] + [
             f"--{k}={v}" for k, v in (("steps", args.steps), ("warmup", args.warmup), ("batch", args.batch),
                                       ("samples", args.samples), ("threads", args.threads),

@@ -23,6 +23,9 @@ from cpc.data.labels import frame_samples
 from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
 
 AUDIO_FIELDS = ("flac", "wav", "ogg")
+# The batch fields of the audio stream, which a CPC model's input adapter names (cpc.models.inputs.AudioInput):
+FIELD = "wav"  # each window, what the context network sees
+TARGET_FIELD = "wav_future"  # the window's other version, which the target frames come from (when augmenting)
 
 
 @dataclass
@@ -53,7 +56,7 @@ def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | 
         return None
     return {
         "key": key,
-        "wav": audio if audio.ndim == 1 else audio.mean(axis=1),  # shards are mono; others are down-mixed
+        FIELD: audio if audio.ndim == 1 else audio.mean(axis=1),  # shards are mono; others are down-mixed
         "sample_rate": rate,
         "speaker": str(meta.get("speaker", "")),
         "utterance": meta.get("utterance", key),
@@ -71,7 +74,8 @@ def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: 
     label_step = frame_samples(sample_rate)
     return Stream(
         decode=functools.partial(decode_audio, sample_rate=sample_rate),
-        field="wav",
+        field=FIELD,
+        target_field=TARGET_FIELD,
         window=config.window if windows else None,
         quantum=math.lcm(hop, label_step),  # window offsets keep model frames and 10 ms labels aligned
         label_step=label_step,
@@ -84,8 +88,8 @@ def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: 
 
 
 class AugmentStage:
-    """The augmentation stage of a training stream: windows in, windows with "wav" (what c_t sees) and
-    "wav_future" (what the targets come from) out. The Augmenter (noise recordings, impulse responses) is built
+    """The augmentation stage of a training stream: windows in, windows with FIELD (what c_t sees) and
+    TARGET_FIELD (what the targets come from) out. The Augmenter (noise recordings, impulse responses) is built
     on first use, inside the worker that runs the stream, and kept for the worker's later pipelines."""
 
     def __init__(self, config: AugmentConfig, sample_rate: int):
@@ -94,4 +98,4 @@ class AugmentStage:
     def __call__(self, windows: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
         if self.augmenter is None:
             self.augmenter = Augmenter(self.config, self.sample_rate)
-        return augment_items(windows, "wav", self.augmenter, rng)
+        return augment_items(windows, FIELD, TARGET_FIELD, self.augmenter, rng)

@@ -4,10 +4,11 @@ or coloured) at an SNR, reverberation from synthetic room impulse responses, ban
 effect keeps the length, so 10 ms frames stay aligned with their labels and with the clean window. Every random
 draw comes from a generator the caller passes (`numpy_rng(stream_rng)`), so equal generator states give identical
 output and a resumed stream repeats itself. `augment_items` is the stream stage: it gives each window the version
-the context network sees (field) and the one the target and negative frames come from (field + "_future").
+the context network sees (field) and the one the target and negative frames come from (target_field; the audio
+stream's fields are cpc.data.audio.FIELD and TARGET_FIELD).
 
     augmenter = Augmenter(AugmentConfig(past=True), sample_rate=16000)
-    windows = augment_items(windows, "wav", augmenter, rng)   # item["wav"] augmented, item["wav_future"] clean
+    windows = augment_items(windows, "wav", "wav_future", augmenter, rng)   # "wav" augmented, "wav_future" clean
 """
 
 from __future__ import annotations
@@ -618,10 +619,10 @@ def _hz(mel):
 # ----------------------------------------------------------------------------------------------------- the stage
 
 
-def augment_items(items: Iterable[dict[str, Any]], field: str, augmenter: Augmenter, rng: random.Random,
-                  chunk: int = 16) -> Iterator[dict[str, Any]]:
+def augment_items(items: Iterable[dict[str, Any]], field: str, target_field: str, augmenter: Augmenter,
+                  rng: random.Random, chunk: int = 16) -> Iterator[dict[str, Any]]:
     """Stream stage: item[field] (a (samples,) float32 window) becomes what the context network sees and
-    item[field + "_future"] what the target frames come from: past only -> (augmented, clean), future only ->
+    item[target_field] what the target frames come from: past only -> (augmented, clean), future only ->
     (clean, augmented), both -> two independent draws. Disabled (or every probability 0): items pass unchanged,
     with no second field. Windows are augmented `chunk` at a time (vectorised); draws come from `rng`."""
     if not augmenter.enabled:
@@ -647,5 +648,5 @@ def augment_items(items: Iterable[dict[str, Any]], field: str, augmenter: Augmen
                     future[i] = row
         for item, now, later in zip(group, past, future):
             out = dict(item)
-            out[field], out[field + "_future"] = now, later
+            out[field], out[target_field] = now, later
             yield out

@@ -210,9 +210,10 @@ def grouped(items: Iterable[dict[str, Any]], group: str, size: int, skips: SkipC
                 skips.skip(f"incomplete {group} group", dropped["key"])
 
 
-def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
-    """Stack item[field] into one tensor; speakers become batch-local ids (equal id = same speaker); frame
-    labels stack into (batch, frames) when every item has them; unequal lengths are padded (see "lengths")."""
+def collate(items: list[dict[str, Any]], field: str, target_field: str | None = None) -> dict[str, Any]:
+    """Stack item[field] into one tensor, and item[target_field] (the other version augmentation makes) when the
+    items carry it; speakers become batch-local ids (equal id = same speaker); frame labels stack into (batch,
+    frames) when every item has them; unequal lengths are padded (see "lengths")."""
     names = [item.get("speaker", "") for item in items]
     ids = {name: i for i, name in enumerate(dict.fromkeys(names))}
     arrays = [torch.from_numpy(item[field]) for item in items]
@@ -223,9 +224,8 @@ def collate(items: list[dict[str, Any]], field: str) -> dict[str, Any]:
         "speaker_name": names,
         "key": [item["key"] for item in items],
     }
-    if field + "_future" in items[0]:  # what the targets are encoded from (augmentation: cpc.data.augment)
-        batch[field + "_future"] = pad_sequence([torch.from_numpy(item[field + "_future"]) for item in items],
-                                                batch_first=True)
+    if target_field is not None and target_field in items[0]:  # what the targets are encoded from (cpc.data.augment)
+        batch[target_field] = pad_sequence([torch.from_numpy(item[target_field]) for item in items], batch_first=True)
     if all(item.get("labels") is not None for item in items):
         labels = [torch.from_numpy(item["labels"].astype(np.int64)) for item in items]
         batch["labels"] = pad_sequence(labels, batch_first=True, padding_value=-1)
@@ -247,7 +247,8 @@ class Stream(torch.utils.data.IterableDataset):
     """shards -> split -> [mix open shards] -> shuffle compressed samples -> decode -> [windows] -> shuffle or
     group -> batch.
 
-    `decode(raw_sample, skips) -> item | None` turns one sample's bytes into {"key", field, "speaker", ...}.
+    `decode(raw_sample, skips) -> item | None` turns one sample's bytes into {"key", field, "speaker", ...};
+    `target_field` names the windows' second version, when a `transform` (augmentation) adds one.
     Training streams are endless and start at batch index `start`; evaluation streams read every sample once."""
 
     def __init__(
@@ -270,13 +271,14 @@ class Stream(torch.utils.data.IterableDataset):
         weights: list[float] | None = None,
         sources: dict[str, str] | None = None,
         transform: Callable[[Iterator[dict[str, Any]], random.Random], Iterator[dict[str, Any]]] | None = None,
+        target_field: str | None = None,
     ):
         super().__init__()
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1; got {batch_size}")
         if group not in GROUPS:
             raise ValueError(f"unknown batch grouping {group!r}; choose one of {GROUPS}")
-        self.urls, self.decode, self.field = urls, decode, field
+        self.urls, self.decode, self.field, self.target_field = urls, decode, field, target_field
         self.batch_size, self.train, self.window, self.group = batch_size, train, window, group
         self.quantum, self.label_step = quantum, label_step
         self.shuffle_samples, self.shuffle_items, self.open_shards = shuffle_samples, shuffle_items, open_shards
@@ -337,7 +339,7 @@ class Stream(torch.utils.data.IterableDataset):
         held = None
         for members in batches:
             self.fruitless = 0
-            batch = collate(members, self.field)
+            batch = collate(members, self.field, self.target_field)
             if held is not None:
                 held["skipped"] = skips.drain()
                 yield held

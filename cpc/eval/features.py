@@ -6,8 +6,8 @@ Three ways, all giving the same frames (within float rounding):
 - `extract_batch(model, wavs)`: several utterances padded into one batch (zeros past an utterance's end are
   exactly what whole-utterance encoding pads with, and every part of the model is causal or frame-local);
 - `FeatureStream(model)`: pushing audio chunk by chunk (live audio, or hour-long files in bounded memory),
-  the encoder's receptive-field context, the input normalisation's running sums and g_ar's state carried across
-  chunks.
+  the encoder's receptive-field context, the input preparation's carry (running sums, a log-mel front end's
+  partial window) and g_ar's state carried across chunks.
 
 Inputs are normalised as in training (`model.config.input_norm`). "causal" (the presets) needs nothing from the
 future, so batches and streams normalise as the model does. "window" (checkpoints before `input_norm` existed)
@@ -113,13 +113,12 @@ class FeatureStream:
         self.device = next(model.parameters()).device
         float_math(precision, self.device)  # a bad precision fails here, not at the first chunk
         self.precision = precision
-        self.input_norm = model.config.resolved_input_norm
-        self.mean, self.std = stats if self.input_norm == "window" else (0.0, 1.0 - 1e-5)
-        self.carry = None  # "causal": the running sum of squares and sample count so far
+        self.stats = stats
+        self.carry = None  # the input adapter's: e.g. "causal"'s running sum of squares and sample count so far
         encoder = model.encoder
-        self.hop, self.field = encoder.hop, encoder.field
-        self.buffer = torch.zeros(1, encoder.pad_left, device=self.device)  # the left edge's zero padding
-        self.pad_right = encoder.pad_right
+        self.hop, self.field = encoder.hop, encoder.field  # in prepared input steps (samples, log-mel frames)
+        self.buffer = None  # prepared input, from the left edge's zero padding on (made at the first chunk)
+        self.pad_left, self.pad_right = encoder.pad_left, encoder.pad_right
         self.state = None
         self.samples = 0
         self.frames = 0
@@ -129,18 +128,19 @@ class FeatureStream:
         """Frames completed by this chunk: (frames, dim), possibly zero frames."""
         chunk = torch.as_tensor(chunk, dtype=torch.float32, device=self.device).reshape(1, -1)
         self.samples += chunk.shape[1]
-        if self.input_norm == "causal":
-            chunk, self.carry = self.model.causal_norm(chunk, self.carry)
-        else:
-            chunk = (chunk - self.mean) / (self.std + 1e-5)
+        chunk, self.carry = self.model.inputs.prepare_chunk(chunk, self.carry, self.stats)
+        if self.buffer is None:
+            self.buffer = chunk.new_zeros(1, self.pad_left, *chunk.shape[2:])
         self.buffer = torch.cat([self.buffer, chunk], dim=1)
-        return self.encode(self.samples // self.hop)
+        return self.encode(self.samples // self.model.hop)
 
     @torch.no_grad()
     def finish(self) -> torch.Tensor:
         """The remaining frames, with the right edge's zero padding: afterwards exactly samples // hop in all."""
-        self.buffer = torch.cat([self.buffer, torch.zeros(1, self.pad_right, device=self.device)], dim=1)
-        return self.encode(self.samples // self.hop)
+        if self.buffer is None:  # nothing pushed
+            return torch.zeros(0, self.dim(), device=self.device)
+        self.buffer = torch.cat([self.buffer, self.buffer.new_zeros(1, self.pad_right, *self.buffer.shape[2:])], dim=1)
+        return self.encode(self.samples // self.model.hop)
 
     def encode(self, total_frames: int) -> torch.Tensor:
         ready = min((self.buffer.shape[1] - self.field) // self.hop + 1, total_frames - self.frames)
@@ -174,7 +174,7 @@ class ExtractError(UserError, ValueError):
 def min_chunk_samples(model: CPCModel) -> int:
     """The shortest chunk worth streaming: one frame's receptive field (the encoder's context), in whole hops.
     Shorter chunks give the same frames, but at one encoder call per few samples (0.001 s: 24 s per utterance)."""
-    return -(-model.encoder.field // model.hop) * model.hop
+    return -(-model.field // model.hop) * model.hop
 
 
 def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batch: int = 8, chunk_samples: int = 0,
@@ -192,7 +192,7 @@ def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batc
     if chunk_samples < 0 or 0 < chunk_samples < least:
         what = ("a negative chunk length" if chunk_samples < 0 else
                 f"chunks of {chunk_samples / rate:g} s ({chunk_samples} samples) cannot hold one frame's context of "
-                f"{model.encoder.field} samples")
+                f"{model.field} samples")
         raise ExtractError(f"{what} (--chunk-seconds): use 0 (whole files) or at least {least / rate:g} s "
                            f"({least} samples)")
     if int8:

@@ -54,7 +54,8 @@ def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
         try:
             config = cpc_preset(source).model
         except ValueError:
-            raise ValueError(f"random:{source}: neither a checkpoint nor a preset (paper, base, small, video)") from None
+            raise ValueError(f"random:{source}: neither a checkpoint nor a preset (paper, base, small, logmel, "
+                             "video)") from None
         return checkpoint.build_model({"class": "CPCModel", "config": to_dict(config)}).eval()
     model = checkpoint.load(source)
     if kind == "int8":
@@ -88,7 +89,7 @@ def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_r
     model = model_of(spec, calibration)
     if not spec.startswith("int8:"):  # int8 kernels are CPU kernels
         model = model.to(pick_device(device))
-    rate = model.config.sample_rate if isinstance(model, CPCModel) and not model.video else None
+    rate = model.inputs.sample_rate if isinstance(model, CPCModel) else None
     if sample_rate is not None and rate is not None and rate != sample_rate:
         raise ValueError(f"{spec}: the model takes {rate} Hz audio; the data is {sample_rate} Hz")
     return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate, model.hop if rate else None)

@@ -32,9 +32,9 @@ class Upstream(nn.Module):
 
     def __init__(self, model: CPCModel):
         super().__init__()
-        if not isinstance(model, CPCModel) or model.video:
+        if not isinstance(model, CPCModel) or model.inputs.modality != "audio":
             raise UserError(f"an s3prl upstream needs an audio CPCModel, not {type(model).__name__}"
-                            + (" (video)" if isinstance(model, CPCModel) else ""))
+                            + (f" ({model.inputs.modality})" if isinstance(model, CPCModel) else ""))
         if model.config.encoder.norm == "instance":
             raise UserError("an encoder with instance norm uses whole-sequence statistics: padded batches would "
                             "change its frames; use a model with channel, layer, batch or no norm")

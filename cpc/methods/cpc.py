@@ -13,8 +13,8 @@ from cpc.errors import UserError
 from cpc.losses.infonce import POLICIES, InfoNCEConfig, chance_loss, info_nce, sample_negatives
 from cpc.losses.predictive import REGRESSION_LOSSES, predictive_coding_loss
 from cpc.methods.base import Method
-from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base_config, cpc_paper_config, cpc_small_config,
-                            cpc_video_config)
+from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base_config, cpc_logmel_config, cpc_paper_config,
+                            cpc_small_config, cpc_video_config)
 
 
 @dataclass
@@ -31,11 +31,13 @@ class CPCConfig:
 
 def cpc_preset(name: str) -> CPCConfig:
     """Full CPC setups by name: "paper" (Oord et al.), "base" (CPC_audio-like), "small" (tests, CPU demos),
-    "video" (frame sequences such as moving digits)."""
+    "logmel" (the log-mel front end, sized as the shipped demo model), "video" (frame sequences such as moving
+    digits)."""
     presets = {
         "paper": lambda: CPCConfig(model=cpc_paper_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
         "base": lambda: CPCConfig(model=cpc_base_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
         "small": lambda: CPCConfig(model=cpc_small_config(), infonce=InfoNCEConfig(negatives=32, policy="batch")),
+        "logmel": lambda: CPCConfig(model=cpc_logmel_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
         "video": lambda: CPCConfig(model=cpc_video_config(), infonce=InfoNCEConfig(negatives=64, policy="batch")),
     }
     if name not in presets:
@@ -90,8 +92,9 @@ def check_speakers(names: list[str] | None, keys: list[str]) -> None:
 
 
 class CPCMethod(Method):
-    """batch {"wav": (B, samples)} (audio) or {"frames": (B, T, H, W, C) uint8} (video), optional "speaker": (B,)
-    -> loss and logs (per-k InfoNCE loss and accuracy)."""
+    """batch {"wav": (B, samples)} (audio) or {"frames": (B, T, H, W, C) uint8} (video) -- the field the model's
+    input adapter names, with the augmented other version in the one it names as its target field --, optional
+    "speaker": (B,) -> loss and logs (per-k InfoNCE loss and accuracy)."""
 
     exported = "model"
 
@@ -116,19 +119,20 @@ class CPCMethod(Method):
         )
 
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model = self.model
-        if model.input_key not in batch:
-            raise ValueError(f"this CPC model ({model.config.modality}) reads batch[{model.input_key!r}]; "
+        model, inputs = self.model, self.model.inputs
+        if inputs.input_key not in batch:
+            raise ValueError(f"this CPC model ({model.config.modality}) reads batch[{inputs.input_key!r}]; "
                              f"the batch has {sorted(batch)}")
-        x = batch[model.input_key]
+        x = batch[inputs.input_key]
         model.check_input(x)
         if x.shape[1] < model.min_training_samples():
-            unit = "frames" if model.video else f"samples ({model.steps + 1} frames of {model.hop})"
+            unit = inputs.unit if model.hop == 1 else f"{inputs.unit} ({model.steps + 1} frames of {model.hop})"
             raise ValueError(
                 f"K = {model.steps} prediction steps need at least {model.min_training_samples()} {unit}; "
                 f"got {x.shape[1]}"
             )
-        out = self.model(x, batch.get(model.input_key + "_future"))  # targets from the other version, if any
+        target = batch.get(inputs.target_key) if inputs.target_key else None  # the other version, if augmented
+        out = self.model(x, target)
         valid = batch.get("valid")  # lockstep validation's padding rows weigh 0
         if valid is not None and model.cells > 1:
             valid = valid.repeat_interleave(model.cells)
@@ -174,9 +178,7 @@ class CPCMethod(Method):
         return loss, logs
 
     def throughput(self, batch: dict[str, Any]) -> tuple[float, str]:
-        if self.model.video:
-            return float(batch["frames"].shape[0] * batch["frames"].shape[1]), "frames"
-        return batch["wav"].numel() / self.model.config.sample_rate, "audio-s"
+        return self.model.inputs.throughput(batch[self.model.inputs.input_key])
 
     def on_after_step(self, step: int) -> None:
         if self.use_infonce:

@@ -6,6 +6,8 @@ from cpc.models.cpc import (
     CPCModelConfig,
     cpc_base,
     cpc_base_config,
+    cpc_logmel,
+    cpc_logmel_config,
     cpc_paper,
     cpc_paper_config,
     cpc_small,
@@ -15,3 +17,4 @@ from cpc.models.cpc import (
 from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, FrameEncoderConfig, ImageEncoder,
                                  ImageEncoderConfig, LogMelFrames, standardize)
 from cpc.models.heads import PredictionHeads, PredictorConfig
+from cpc.models.inputs import INPUT_KINDS, InputAdapter, LogMelConfig, input_adapter

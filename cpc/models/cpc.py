@@ -1,8 +1,7 @@
-"""CPCModel = g_enc + g_ar (+ prediction heads), and builders with the published configurations."""
+"""CPCModel = input adapter + g_enc + g_ar (+ prediction heads), and builders with the published configurations."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -10,21 +9,26 @@ from einops import rearrange, reduce
 from torch import nn
 
 from cpc.models.autoregressive import AutoregressiveConfig, build_autoregressive
-from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, FrameEncoderConfig, LogMelFrames,
-                                 CausalCarry, causal_normalize, standardize, standardize_frames)
+from cpc.models.encoders import ConvEncoderConfig, FrameEncoderConfig
 from cpc.models.heads import PredictionHeads, PredictorConfig
+# MODALITIES, FRONTENDS, INPUT_NORMS: the names a config may choose (cpc.recipe.check reads them here).
+from cpc.models.inputs import (FRONTENDS, INPUT_NORMS, MODALITIES, LogMelConfig, adapter_class,  # noqa: F401
+                               input_adapter)
 
 REGRESSION_TARGETS = ("none", "z", "logmel", "pixels")
-MODALITIES = ("audio", "video")
-INPUT_NORMS = ("window", "causal", "none")
 
 
 @dataclass
 class CPCModelConfig:
     # "audio": waveforms (B, samples) through `encoder`; "video": frames (B, T, H, W, C) through `frames`.
     modality: str = "audio"
+    # How an audio model reads its waveform (cpc.models.inputs): "waveform", the samples themselves into `encoder`'s
+    # strided convs; "logmel", log-mel frames (`logmel`, `n_mels`) into `encoder` as causal convs over frames.
+    # Configs written before this key existed read "waveform". Video models leave it out.
+    frontend: str = "waveform"
     sample_rate: int = 16000  # audio: what the encoder was trained on; data, features and probes read it here
     encoder: ConvEncoderConfig = field(default_factory=ConvEncoderConfig)
+    logmel: LogMelConfig = field(default_factory=LogMelConfig)
     frames: FrameEncoderConfig = field(default_factory=FrameEncoderConfig)
     ar: AutoregressiveConfig = field(default_factory=AutoregressiveConfig)
     predictor: PredictorConfig = field(default_factory=PredictorConfig)
@@ -32,7 +36,7 @@ class CPCModelConfig:
     # "pixels" (video: each future frame average-pooled to pixel_size x pixel_size, or each grid cell's share):
     # a pixel target makes the context carry what the frames show, not only what tells them apart.
     regression_target: str = "none"
-    n_mels: int = 80
+    n_mels: int = 80  # mel bands of the "logmel" front end and of the "logmel" regression target
     pixel_size: int = 8
     # Input normalisation (without one an untrained encoder outputs mostly its biases):
     # "window": each input row to zero mean, unit variance with its own statistics, so c_t depends on samples
@@ -47,6 +51,8 @@ class CPCModelConfig:
     #   its RMS)^2: at once for loud input, 0.25 s at -30 dBFS, 2.5 s at -40 dBFS (set input_level near such a
     #   corpus's RMS). A longer prior (0.1 s) trained the same on the demo but adapts 4x slower.
     # "none": raw input. Video frames are standardised each on its own (already causal) unless "none".
+    # The "logmel" front end standardises each mel band by its running mean and variance ("causal", `logmel`'s
+    # prior) or not at all ("none"); it has no "window" form.
     # `standardize: false`, the older switch, means "none" whatever input_norm says.
     input_norm: str = "window"
     input_level: float = 0.1
@@ -65,8 +71,9 @@ class CPCModelConfig:
 
     @property
     def hop(self) -> int:
-        """Input steps per output frame: audio samples per encoder frame (the product of its strides); 1 for video."""
-        return math.prod(self.encoder.strides) if self.modality == "audio" else 1
+        """Input steps per output frame: audio samples per model frame (raw audio: the product of the encoder's
+        strides; log-mel: logmel.hop times that); 1 for video."""
+        return adapter_class(self).hop_of(self)
 
 
 class CPCModel(nn.Module):
@@ -81,23 +88,12 @@ class CPCModel(nn.Module):
             raise ValueError(
                 f"unknown regression_target {config.regression_target!r}; choose one of {REGRESSION_TARGETS}"
             )
-        if config.modality not in MODALITIES:
-            raise ValueError(f"unknown modality {config.modality!r}; choose one of {MODALITIES}")
-        if config.modality == "video" and config.regression_target == "logmel":
-            raise ValueError("regression_target 'logmel' needs audio; video can regress 'z' or 'pixels'")
-        if config.modality == "audio" and config.regression_target == "pixels":
-            raise ValueError("regression_target 'pixels' needs video; audio can regress 'z' or 'logmel'")
-        if config.input_norm not in INPUT_NORMS:
-            raise ValueError(f"unknown input_norm {config.input_norm!r}; choose one of {INPUT_NORMS}")
         if config.input_level <= 0 or config.input_prior_seconds <= 0:
             raise ValueError(f"input_level ({config.input_level}) and input_prior_seconds "
                              f"({config.input_prior_seconds}) must be positive: the causal RMS starts from them")
-        if config.regression_target == "pixels" and config.pixel_size % config.frames.grid:
-            raise ValueError(f"pixel_size {config.pixel_size} must be a multiple of frames.grid {config.frames.grid}")
         self.config = config
-        self.video = config.modality == "video"
-        self.input_key = "frames" if self.video else "wav"  # the batch field this model reads
-        self.encoder = FrameEncoder(config.frames) if self.video else ConvEncoder(config.encoder)
+        self.inputs = input_adapter(config)  # the input kind: its batch field, checks, preparation and hop
+        self.encoder = self.inputs.build_encoder()
         self.ar = build_autoregressive(config.ar, self.encoder.dim)
         steps = config.predictor.steps
         self.predictor = None
@@ -115,23 +111,27 @@ class CPCModel(nn.Module):
             )
         self.logmel = None
         if config.regression_target == "logmel":
-            self.logmel = LogMelFrames(config.sample_rate, self.encoder.hop, config.n_mels)
+            self.logmel = self.inputs.logmel_frames()
         self.regressor = None
         if config.regression_target != "none":
-            target_dim = {"z": self.encoder.dim, "logmel": config.n_mels,
-                          "pixels": config.frames.image.in_channels * (config.pixel_size // config.frames.grid)**2}
-            self.regressor = PredictionHeads(config.ar.dim, target_dim[config.regression_target], steps, "linear")
+            target = config.regression_target
+            target_dim = self.encoder.dim if target == "z" else self.inputs.regression_dim(target)
+            self.regressor = PredictionHeads(config.ar.dim, target_dim, steps, "linear")
 
     @property
     def hop(self) -> int:
-        """Input steps per output frame: samples per frame for audio (the product of the encoder's strides), 1 for
-        video."""
-        return self.encoder.hop
+        """Input steps per output frame: samples per frame for audio, 1 for video."""
+        return self.inputs.hop
+
+    @property
+    def field(self) -> int:
+        """Input steps one output frame sees (its receptive field)."""
+        return self.inputs.field(self.encoder)
 
     @property
     def cells(self) -> int:
         """Sequences per input: grid * grid for a video encoder with a spatial grid, else 1."""
-        return self.config.frames.grid**2 if self.video else 1
+        return self.inputs.cells
 
     @property
     def steps(self) -> int:
@@ -143,36 +143,12 @@ class CPCModel(nn.Module):
 
     def check_input(self, x: torch.Tensor, min_steps: int = 1) -> None:
         """A ValueError saying what was expected unless x is a batch of at least `min_steps` input steps."""
-        if self.video:
-            if x.dim() != 5:
-                raise ValueError(f"CPCModel (video) expects frames of shape (batch, time, height, width, channels); "
-                                 f"got shape {tuple(x.shape)}")
-            if x.shape[-1] != self.config.frames.image.in_channels:
-                raise ValueError(f"frames have {x.shape[-1]} channels but the frame encoder takes "
-                                 f"{self.config.frames.image.in_channels} (model.frames.image.in_channels)")
-        elif x.dim() != 2:
-            raise ValueError(f"CPCModel expects a waveform of shape (batch, samples); got shape {tuple(x.shape)}")
-        if x.shape[1] < min_steps:
-            unit = "frames" if self.video else "samples"
-            raise ValueError(f"need at least {min_steps} {unit}; got {x.shape[1]}")
+        self.inputs.check(x, min_steps)
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """Raw input -> what the encoder takes: normalised float rows (audio, `config.input_norm`) or frames
-        (video)."""
-        kind = self.config.resolved_input_norm
-        if self.video:
-            return standardize_frames(x) if kind != "none" else x.float() / 255
-        if kind == "window":
-            return standardize(x)
-        if kind == "causal":
-            return self.causal_norm(x)[0]
-        return x
-
-    def causal_norm(self, wav: torch.Tensor, carry: CausalCarry | None = None) -> tuple[torch.Tensor, CausalCarry]:
-        """(batch, samples) -> (causally normalised rows, carry for their continuation): chunks pushed with the
-        carry give what one call on the whole rows gives."""
-        prior = round(self.config.input_prior_seconds * self.config.sample_rate)
-        return causal_normalize(wav, self.config.input_level, prior, carry)
+        """Raw input -> what the encoder takes: normalised float rows (raw audio, `config.input_norm`), standardised
+        log-mel frames, or frames (video)."""
+        return self.inputs.prepare(x)
 
     def encode(self, prepared: torch.Tensor) -> torch.Tensor:
         """Prepared input -> encoder frames (B', T, D_enc), grid cells folded into the batch."""
@@ -186,15 +162,11 @@ class CPCModel(nn.Module):
         (video): the frame trunk's maps averaged over space.
         Each row is normalised on its own; for batches of unequal lengths use cpc.features.extract_batch."""
         device = next(self.parameters()).device
-        x = torch.as_tensor(x, device=device)
-        single = x.dim() == (4 if self.video else 1)
-        batch = x[None] if single else x
-        if not self.video:
-            batch = batch.float()
+        batch, single = self.inputs.as_batch(torch.as_tensor(x, device=device))
         self.check_input(batch)
         check_layer(layer)
         if layer == "appearance":
-            if not self.video:
+            if not hasattr(self.encoder, "appearance"):
                 raise ValueError("feature layer 'appearance' exists for video models only")
             out = self.encoder.appearance(self.prepare(batch))
             return out[0] if single else out
@@ -210,13 +182,14 @@ class CPCModel(nn.Module):
         clean) that the target frames z (positives, negatives, regression targets) come from, while c_t is
         computed from x; both pass the encoder in one call."""
         self.check_input(x)
+        if target is not None:
+            self.check_input(target)
+            if target.shape != x.shape:
+                raise ValueError(f"target {tuple(target.shape)} must have the input's shape {tuple(x.shape)}")
         x = self.prepare(x)
         if target is None:
             z = z_target = self.encode(x)
         else:
-            self.check_input(target)
-            if target.shape != x.shape:
-                raise ValueError(f"target {tuple(target.shape)} must have the input's shape {tuple(x.shape)}")
             target = self.prepare(target)
             z, z_target = self.encode(torch.cat([x, target])).chunk(2)
         c, _ = self.ar(z)
@@ -252,12 +225,9 @@ class CPCModel(nn.Module):
         """What the regression head predicts, frame-aligned with z: (B', T, target dim)."""
         if self.config.regression_target == "logmel":
             return self.logmel(prepared)
-        if self.config.regression_target == "pixels":  # (B, T, H, W, C) -> per cell, its pooled pixels
-            b, t = prepared.shape[:2]
-            size, grid = self.config.pixel_size, self.config.frames.grid
-            pooled = nn.functional.adaptive_avg_pool2d(prepared.flatten(0, 1).permute(0, 3, 1, 2), size)
-            return rearrange(pooled, "(b t) c (g1 s1) (g2 s2) -> (b g1 g2) t (c s1 s2)", b=b, t=t, g1=grid, g2=grid)
-        return z.detach()
+        if self.config.regression_target == "z":
+            return z.detach()
+        return self.inputs.regression_target(self.config.regression_target, prepared)
 
 
 # Layers of a model's frames (z: encoder, c: context, both: the two); "c_bidir" = [c; reverse context] sees the
@@ -318,6 +288,19 @@ def cpc_small_config() -> CPCModelConfig:
     )
 
 
+def cpc_logmel_config() -> CPCModelConfig:
+    """Log-mel front end: 80 causal log-mel bands every 10 ms, standardised by running statistics, three causal
+    convs (kernel 3, 128 channels, channel norm) to z; GRU 256, linear W_k, K = 12: the shipped demo model
+    (recipes/demo/cpc_shipped.yaml) with only its front end changed."""
+    return CPCModelConfig(
+        frontend="logmel",
+        encoder=ConvEncoderConfig(channels=128, kernels=(3, 3, 3), strides=(1, 1, 1), norm="channel"),
+        input_norm="causal",
+        ar=AutoregressiveConfig(kind="gru", dim=256),
+        predictor=PredictorConfig(kind="linear", steps=12),
+    )
+
+
 def cpc_video_config() -> CPCModelConfig:
     """Video frames (e.g. 32x32 grey moving digits): a 3-block strided conv per frame (128-d), GRU 128, K = 3
     (Dense Predictive Coding predicts 3 steps ahead)."""
@@ -338,3 +321,7 @@ def cpc_base() -> CPCModel:
 
 def cpc_small() -> CPCModel:
     return CPCModel(cpc_small_config())
+
+
+def cpc_logmel() -> CPCModel:
+    return CPCModel(cpc_logmel_config())

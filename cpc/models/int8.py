@@ -43,8 +43,9 @@ def int8_available() -> bool:
 
 def check_int8(model: CPCModel) -> None:
     """A clear error unless `model`'s encoder can run in int8 here."""
-    if model.video:
-        raise ValueError("int8 encoding exists for audio models (ConvEncoder) only")
+    if not model.inputs.int8:
+        raise ValueError(f"int8 encoding exists for raw-waveform audio models (ConvEncoder on samples) only; this "
+                         f"model reads {model.inputs.kind} input: use fp32 or bf16")
     norm = model.config.encoder.norm
     if norm not in ("batch", "none"):
         raise ValueError(f"int8 encoding needs an encoder with BatchNorm or no norm (folded into the convs); "

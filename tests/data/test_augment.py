@@ -261,11 +261,11 @@ def windows(count=20, samples=4800):
 def test_everything_off_is_the_identity():
     items = windows(3)
     assert not AugmentConfig().enabled  # the default: past and future both off
-    out = list(augment_items(iter(items), "wav", Augmenter(AugmentConfig(reverb_rirs=4)), random.Random(0)))
+    out = list(augment_items(iter(items), "wav", "wav_future", Augmenter(AugmentConfig(reverb_rirs=4)), random.Random(0)))
     assert out == items and all("wav_future" not in item for item in out)
     silent = AugmentConfig(past=True, future=True, **{f"{e}_prob": 0.0 for e in EFFECTS})
     assert not silent.enabled
-    assert list(augment_items(iter(items), "wav", Augmenter(silent), random.Random(0))) == items
+    assert list(augment_items(iter(items), "wav", "wav_future", Augmenter(silent), random.Random(0))) == items
     x = speechlike()
     assert np.array_equal(Augmenter(silent)(x, np.random.default_rng(0)), x)
 
@@ -287,7 +287,7 @@ def test_same_seed_same_output_other_seed_other_output():
 
 
 def run_stage(config, seed=0):
-    return list(augment_items(iter(windows()), "wav", Augmenter(config, SR), random.Random(seed), chunk=8))
+    return list(augment_items(iter(windows()), "wav", "wav_future", Augmenter(config, SR), random.Random(seed), chunk=8))
 
 
 @pytest.mark.parametrize("past, future", [(True, False), (False, True), (True, True)])

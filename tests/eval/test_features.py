@@ -1,9 +1,12 @@
+import dataclasses
+
 import pytest
 import torch
 
-from cpc.eval.features import FeatureStream, extract, extract_batch, extract_chunked, utterance_stats
+from cpc.eval.features import (FeatureStream, extract, extract_batch, extract_chunked, min_chunk_samples,
+                               utterance_stats)
 from cpc.models.autoregressive import AutoregressiveConfig
-from cpc.models.cpc import CPCModel, CPCModelConfig
+from cpc.models.cpc import CPCModel, CPCModelConfig, cpc_logmel_config
 from cpc.models.encoders import ConvEncoderConfig
 from cpc.models.heads import PredictorConfig
 
@@ -112,3 +115,38 @@ def test_c_bidir_batched_with_padding_equals_one_by_one_and_refuses_streaming():
         assert torch.allclose(batched, m.features(wav, "c_bidir"), atol=1e-5)
     with pytest.raises(ValueError, match="cannot be streamed"):
         FeatureStream(m, layer="c_bidir")
+
+
+def logmel_model(ar="gru"):
+    torch.manual_seed(0)
+    config = cpc_logmel_config()
+    config = dataclasses.replace(config, n_mels=24, encoder=dataclasses.replace(config.encoder, channels=32),
+                                 ar=AutoregressiveConfig(kind=ar, dim=24, window=40),
+                                 predictor=PredictorConfig(steps=3))
+    return CPCModel(config).eval()
+
+
+@pytest.mark.parametrize("ar", ["gru", "lstm", "transformer"])
+def test_logmel_front_end_streams_and_batches_as_the_model_runs(ar):
+    m = logmel_model(ar)
+    wavs = [torch.randn(n) * scale + 0.01 for n, scale in ((12345, 0.3), (3000, 0.02), (8123, 1.0))]
+    with torch.no_grad():
+        own = [torch.cat([m(w[None])["z"], m(w[None])["c"]], dim=-1)[0] for w in wavs]  # forward, one utterance
+    assert min_chunk_samples(m) == 1440  # one frame's field: a 400-sample window, then 6 more frames of 160
+    for batched, wav, expected in zip(extract_batch(m, wavs, "both"), wavs, own):
+        assert batched.shape == (len(wav) // 160, 32 + 24)
+        assert torch.allclose(batched, expected, atol=1e-5)
+        for chunk in (1, 160, 999, 5000):  # the stream carries the partial window and the running statistics
+            stream = FeatureStream(m, layer="both")
+            pieces = [stream.push(wav[start : start + chunk]) for start in range(0, len(wav), chunk)]
+            assert torch.allclose(torch.cat(pieces + [stream.finish()]), expected, atol=1e-5)
+        assert torch.allclose(extract_chunked(m, wav, 1440, "both"), expected, atol=1e-5)
+        assert torch.allclose(m.features(wav, "both"), expected, atol=1e-5)
+
+
+def test_logmel_stream_emits_a_frame_once_its_window_is_complete():
+    stream = FeatureStream(logmel_model())
+    assert stream.push(torch.zeros(159)).shape[0] == 0  # frame 0's window ends at sample 160
+    assert stream.push(torch.zeros(1)).shape[0] == 1  # causal: no lookahead, the frame comes at once
+    assert stream.push(torch.zeros(480)).shape[0] == 3
+    assert stream.finish().shape[0] == 0 and stream.frames == 640 // 160

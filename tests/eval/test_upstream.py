@@ -9,14 +9,21 @@ from cpc.eval.features import extract
 from cpc.eval.upstream import Upstream
 
 
-@pytest.fixture(scope="module", params=["causal", "window"])  # the presets' input norm, and older checkpoints'
+# the presets' input norm, older checkpoints', and the log-mel front end
+@pytest.fixture(scope="module", params=["causal", "window", "logmel"])
 def checkpoint(tmp_path_factory, request):
     import dataclasses
 
     from cpc.checkpoint import model_record
-    from cpc.models.cpc import CPCModel, cpc_small_config
+    from cpc.models.cpc import CPCModel, cpc_logmel_config, cpc_small_config
 
-    model = CPCModel(dataclasses.replace(cpc_small_config(), input_norm=request.param))
+    if request.param == "logmel":
+        config = cpc_logmel_config()
+        config = dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, channels=32),
+                                     ar=dataclasses.replace(config.ar, dim=32))
+    else:
+        config = dataclasses.replace(cpc_small_config(), input_norm=request.param)
+    model = CPCModel(config)
     path = tmp_path_factory.mktemp("upstream") / "tiny.pt"
     torch.save({"model": {f"model.{k}": v for k, v in model.state_dict().items()},
                 "model_config": model_record(model, "model.")}, path)

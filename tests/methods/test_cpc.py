@@ -1,5 +1,7 @@
+import random
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -121,3 +123,36 @@ def test_bidirectional_trains_both_directions_above_chance():
     for direction in ("accuracy", "accuracy_reverse"):
         assert sum(h[direction] for h in late) / len(late) > 4 / 17, direction
     assert history[0]["infonce_reverse"] == pytest.approx(chance_loss(16), abs=0.1)
+
+
+def test_each_input_kind_reads_the_fields_its_stream_writes():
+    from cpc.data.audio import FIELD, TARGET_FIELD, AudioDataConfig, audio_stream
+    from cpc.data.augment import AugmentConfig, Augmenter, augment_items
+
+    stream = audio_stream(AudioDataConfig(shards="datasets/synthetic_speech/sample/train"), train=True,
+                          sample_rate=16000, hop=160)
+    assert (stream.field, stream.target_field) == (FIELD, TARGET_FIELD)
+    window = {"key": "u", FIELD: np.zeros(3200, dtype=np.float32)}
+    augmented = next(augment_items(iter([window]), FIELD, TARGET_FIELD, Augmenter(AugmentConfig(past=True)),
+                                   random.Random(0)))
+    for preset in ("small", "logmel"):
+        inputs = CPCMethod(cpc_preset(preset)).model.inputs
+        assert set(augmented) == {"key", inputs.input_key, inputs.target_key}
+
+
+def test_logmel_preset_trains_with_augmented_targets():
+    config = cpc_preset("logmel")
+    assert config.infonce.negatives == 128 and config.model.frontend == "logmel"
+    config.model.encoder.channels, config.model.ar.dim, config.model.predictor.steps = 32, 32, 3
+    config.infonce.negatives = 16
+    method = CPCMethod(config)
+    g = torch.Generator().manual_seed(0)
+    clean = sinusoid_batch(8, 3200, generator=g)
+    noisy = clean + 0.1 * torch.randn(clean.shape, generator=g)
+    loss, logs = method.training_step({"wav": noisy, "wav_future": clean})
+    loss.backward()
+    assert torch.isfinite(loss) and 0 <= float(logs["accuracy"]) <= 1
+    assert all(p.grad is not None for p in method.model.encoder.parameters())
+    assert method.throughput({"wav": noisy}) == (8 * 3200 / 16000, "audio-s")
+    with pytest.raises(ValueError, match=r"need at least 640 samples \(4 frames of 160\); got 500"):
+        method.training_step({"wav": torch.randn(2, 500)})

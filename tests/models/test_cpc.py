@@ -7,8 +7,8 @@ import torch
 from cpc.checkpoint import load
 from cpc.config import from_dict
 from cpc.models.autoregressive import AutoregressiveConfig
-from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base, cpc_base_config, cpc_paper, cpc_paper_config,
-                            cpc_small, cpc_small_config, cpc_video_config)
+from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base, cpc_base_config, cpc_logmel, cpc_logmel_config,
+                            cpc_paper, cpc_paper_config, cpc_small, cpc_small_config, cpc_video_config)
 from cpc.models.encoders import standardize
 from cpc.models.encoders import ConvEncoderConfig
 from cpc.models.heads import PredictionHeads, PredictorConfig
@@ -197,3 +197,30 @@ def test_bidirectional_forward_predicts_reverse_time_and_old_configs_have_no_rev
     with pytest.raises(ValueError, match="model.bidirectional: true"):
         plain.features(torch.randn(3200), "c_bidir")
     assert from_dict(CPCModelConfig, {"input_norm": "window"}).bidirectional is False  # checkpoints before the key
+
+
+@pytest.mark.parametrize("ar_kind", ["gru", "transformer"])
+def test_logmel_builder_is_causal(ar_kind):
+    torch.manual_seed(0)
+    config = cpc_logmel_config()
+    model = CPCModel(dataclasses.replace(config, ar=dataclasses.replace(config.ar, kind=ar_kind))).eval()
+    assert (model.hop, model.field) == (160, 400 + 6 * 160)  # one 25 ms window, then 3 convs of kernel 3
+    wav = 0.1 * torch.randn(1, 16000)
+    for cut in (8000, 8050, 12159):  # samples from `cut` on change; frame cut // 160 is the first to see them
+        changed = wav.clone()
+        changed[:, cut:] = 0.3 * torch.randn(1, 16000 - cut)
+        with torch.no_grad():
+            a, b = model(wav), model(changed)
+        first = cut // 160
+        for key in ("z", "c", "pred"):
+            assert (a[key][:, :first] - b[key][:, :first]).abs().max() <= 1e-6
+            assert not torch.equal(a[key][:, first], b[key][:, first])
+
+
+def test_logmel_builder():
+    config = cpc_logmel().config
+    assert (config.frontend, config.n_mels, config.input_norm) == ("logmel", 80, "causal")
+    assert (config.encoder.channels, config.encoder.kernels, config.encoder.strides) == (128, (3, 3, 3), (1, 1, 1))
+    assert (config.ar.kind, config.ar.dim, config.predictor.kind, config.predictor.steps) == ("gru", 256, "linear", 12)
+    out = cpc_logmel()(0.1 * torch.randn(2, 4800))
+    assert out["z"].shape == (2, 30, 128) and out["pred"].shape == (2, 30, 12, 128)

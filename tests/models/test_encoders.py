@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, LogMelFrames, causal_normalize, receptive_field,
-                                 standardize)
+from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, LogMelFrames, causal_normalize, causal_standardize,
+                                 receptive_field, standardize)
 
 
 @pytest.mark.parametrize("samples", [160, 319, 320, 1000, 16000, 20480, 20479, 20639])
@@ -167,3 +167,58 @@ def test_eval_folds_batch_norm_into_the_convs_exactly():
     encoder.layers[1].weight.data.mul_(2)  # folded afresh on every call: a changed norm is never stale
     with torch.no_grad():
         assert not torch.allclose(encoder(wav), folded, atol=1e-3)
+
+
+def test_causal_standardize_is_the_running_mean_and_variance_formula():
+    frames = torch.randn(2, 300, 3, dtype=torch.float64) * 2 - 4
+    prior, mean0, std0 = 20, -5.0, 4.5
+    out, (total, squares, count) = causal_standardize(frames, prior, mean0, std0)
+    for t in (0, 1, 19, 299):  # per band: (x_t - m_t) / sqrt(v_t + eps), m_t and v_t over the prior and frames <= t
+        seen = frames[:, : t + 1]
+        mean = (seen.sum(1) + prior * mean0) / (t + 1 + prior)
+        variance = ((seen**2).sum(1) + prior * (std0**2 + mean0**2)) / (t + 1 + prior) - mean**2
+        assert torch.allclose(out[:, t].double(), (frames[:, t] - mean) / (variance + 1e-5).sqrt(), rtol=1e-5)
+    assert count == 300 and torch.allclose(total, frames.sum(1)) and torch.allclose(squares, (frames**2).sum(1))
+    late = out[:, 150:]  # the prior is outweighed: each band comes out near zero mean, unit variance
+    assert late.mean(1).abs().max() < 0.3 and torch.all((late.std(1) > 0.8) & (late.std(1) < 1.25))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100])
+def test_causal_standardize_streamed_equals_offline_and_ignores_the_future(chunk):
+    frames = torch.randn(2, 345, 4) * 3 - 5
+    whole, _ = causal_standardize(frames, 25, -5.0, 4.5)
+    carry, pieces = None, []
+    for start in range(0, frames.shape[1], chunk):
+        piece, carry = causal_standardize(frames[:, start : start + chunk], 25, -5.0, 4.5, carry)
+        pieces.append(piece)
+    assert torch.allclose(torch.cat(pieces, dim=1), whole, rtol=1e-5, atol=1e-6)
+    changed = frames.clone()
+    changed[:, 200:] *= 10
+    assert torch.equal(causal_standardize(changed, 25, -5.0, 4.5)[0][:, :200], whole[:, :200])
+
+
+def test_causal_logmel_frame_sees_samples_up_to_its_own_end():
+    mel = LogMelFrames(16000, 160, n_mels=40, causal=True)
+    wav = torch.randn(1, 4000)
+    changed = wav.clone()
+    changed[:, 1600:] = torch.randn(1, 2400)  # frame 9 ends at sample 1600; frame 10 ends at 1760
+    a, b = mel(wav), mel(changed)
+    assert a.shape == (1, 25, 40)
+    assert torch.equal(a[:, :10], b[:, :10]) and not torch.allclose(a[:, 10], b[:, 10])
+    centred = LogMelFrames(16000, 160, n_mels=40)  # the baseline's window looks 120 samples past its frame
+    assert not torch.allclose(centred(wav)[:, 9], centred(changed)[:, 9])
+
+
+def test_causal_conv_encoder_over_frames():
+    torch.manual_seed(0)
+    encoder = ConvEncoder(ConvEncoderConfig(channels=8, kernels=(3, 3, 3), strides=(1, 1, 1), norm="channel"),
+                          in_channels=5, causal=True)
+    assert (encoder.field, encoder.pad_left, encoder.pad_right) == (7, 6, 0)
+    frames = torch.randn(2, 20, 5)
+    changed = frames.clone()
+    changed[:, 12:] += 1.0
+    a, b = encoder(frames), encoder(changed)
+    assert a.shape == (2, 20, 8)
+    assert torch.equal(a[:, :12], b[:, :12]) and not torch.allclose(a[:, 12], b[:, 12])
+    with pytest.raises(ValueError, match=r"expects frames of shape \(batch, steps, 5\); got shape \(2, 20\)"):
+        encoder(torch.randn(2, 20))

@@ -6,7 +6,7 @@ from torch import nn
 
 from cpc.eval.features import extract, extract_batch, extract_chunked, extract_corpus
 from cpc.models.autoregressive import AutoregressiveConfig
-from cpc.models.cpc import CPCModel, CPCModelConfig
+from cpc.models.cpc import CPCModel, CPCModelConfig, cpc_logmel_config
 from cpc.models.encoders import ConvEncoder, ConvEncoderConfig
 from cpc.models.heads import PredictorConfig
 from cpc.models.int8 import (RESIDUAL_STEPS, WAVE_ZERO_POINT, Int8ConvEncoder, activation_scale, int8_available,
@@ -188,6 +188,8 @@ def test_bad_models_and_modes_give_clear_errors():
     video = CPCModel(CPCModelConfig(modality="video"))
     with pytest.raises(ValueError, match="audio models"):
         int8_model(video, wav)
+    with pytest.raises(ValueError, match=r"raw-waveform audio models .* reads logmel input \(--int8\): use fp32"):
+        extract_corpus(CPCModel(cpc_logmel_config()), [], int8=True)
     quantized = int8_model(trained_like(), wav)
     quantized.train()
     with pytest.raises(RuntimeError, match="inference only"):
