@@ -106,3 +106,9 @@ def test_a_setting_that_cannot_work_names_where_it_was_set(tmp_path):
     with pytest.raises(ConfigError) as caught:  # K comes from the preset, the window from the recipe
         load_config(recipe, ["data.window=640"])
     assert "(--set data.window=640, cpc_preset 'small'): use a window of at least 800 samples" in str(caught.value)
+
+
+def test_an_empty_train_out_is_refused_instead_of_training_into_the_working_directory():
+    with pytest.raises(ConfigError, match=r"^train.out is empty \(--set train.out=null\): name the run's folder, e.g. "
+                                          r"--set train.out=runs/my_run$"):
+        load_config("recipes/demo/cpc.yaml", ["train.out=null"])
