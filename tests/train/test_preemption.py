@@ -1,7 +1,8 @@
 """A 2-process torchrun run (gloo, one machine) stopped the ways a cluster stops it: SIGTERM to torchrun (what
 SLURM, Kubernetes and a torchrun agent send), after which `--resume` continues; and a worker SIGKILLed under
 `--max-restarts 1`, after which torchrun's restarted workers resume by themselves (`--resume` on a fresh folder
-starts at step 0, so one command serves both starts). Both end bit-identical to an uninterrupted run."""
+starts at step 0, so one command serves both starts). Both end bit-identical to an uninterrupted run. And the SLURM
+script of recipes/slurm, with stand-ins for srun and scontrol: the time limit's warning checkpoints and requeues."""
 
 import os
 import re
@@ -110,3 +111,32 @@ def test_a_worker_killed_mid_run_is_restarted_by_torchrun_and_resumes_exactly(tm
     assert re.search(rf"resuming from {re.escape(str(out))}/step-0000000[3-9]\.pt", output), output
     assert not (out / "run.lock").exists()
     assert_same_parameters(straight, out)
+
+
+def test_the_slurm_script_passes_the_time_limit_warning_on_and_requeues_the_job(tmp_path):
+    """recipes/slurm/pretrain.sbatch with stand-ins for srun (runs its command) and scontrol (logs requeues)."""
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    stand_ins = {"srun": 'exec "$@"',
+                 "scontrol": f'if [ "$1" = show ]; then echo localhost; else echo "$@" >> {tmp_path / "requeues"}; fi',
+                 "torchrun": f'exec {sys.executable} -m torch.distributed.run "$@"'}
+    for name, body in stand_ins.items():
+        (bin_ / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_ / name).chmod(0o755)
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"cpc_preset: small\ndata: {{shards: {ROOT / 'datasets/synthetic_speech/sample/train'}, "
+                      "batch_size: 4, window: 3200}\ntrain: {steps: 1000, log_every: 1, progress: false, device: cpu}\n")
+    out = tmp_path / "run"
+    environment = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
+                   "RECIPE": str(recipe), "RUN": str(out), "SLURM_JOB_ID": "4711", "SLURM_JOB_NODELIST": "node1",
+                   "SLURM_NNODES": "1", "SLURM_GPUS_PER_NODE": "2"}
+    script = subprocess.Popen(["bash", "recipes/slurm/pretrain.sbatch"], cwd=ROOT, env=environment,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = out / "log.csv"
+    wait_for(lambda: log.exists() and len(log.read_text().splitlines()) > 1, "a logged step", script)
+    os.kill(script.pid, signal.SIGUSR1)  # what --signal=B:USR1@120 sends
+    output = script.communicate(timeout=120)[0]
+    stopped = re.findall(r"cpc pretrain: stopped by SIGUSR1 at step (\d+); checkpoint", output)
+    assert len(stopped) == 1, output
+    assert checkpoint.read(out)["step"] == int(stopped[0]) and not (out / "run.lock").exists()
+    assert (tmp_path / "requeues").read_text() == "requeue 4711\n"
