@@ -125,7 +125,8 @@ def test_the_slurm_script_passes_the_time_limit_warning_on_and_requeues_the_job(
         (bin_ / name).chmod(0o755)
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(f"cpc_preset: small\ndata: {{shards: {ROOT / 'datasets/synthetic_speech/sample/train'}, "
-                      "batch_size: 4, window: 3200}\ntrain: {steps: 1000, log_every: 1, progress: false, device: cpu}\n")
+                      "batch_size: 4, window: 3200}\n"
+                      "train: {steps: 1000, log_every: 1, progress: false, device: cpu}\n")
     out = tmp_path / "run"
     environment = {**os.environ, "PATH": f"{bin_}:{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
                    "RECIPE": str(recipe), "RUN": str(out), "SLURM_JOB_ID": "4711", "SLURM_JOB_NODELIST": "node1",
