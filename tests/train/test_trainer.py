@@ -218,3 +218,16 @@ def test_a_stop_signal_mid_step_saves_that_step_releases_the_folder_and_restores
                                          "step 3;")
     assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step-00000003.pt"]
     assert not (tmp_path / "run.lock").exists() and signal.getsignal(getattr(signal, name)) is before
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_folder(tmp_path):
+    def stream(start, segment):
+        for index, batch in enumerate(global_batches(6)[start:], start):
+            if index == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # the first asks for a stop at the step boundary
+                os.kill(os.getpid(), signal.SIGINT)  # the second stops mid-step
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(regression_method(), stream, OptimConfig(lr=1e-2), quiet(tmp_path, steps=6)).fit()
+    assert not checkpoint.checkpoints(tmp_path) and not (tmp_path / "run.lock").exists()
