@@ -157,12 +157,13 @@ class Trainer:
         try:
             # Handlers first: the data loader's workers, forked below, inherit them.
             with stop_signals() as received:
-                return self.run(resume, overwrite, received)
+                return self.fit_steps(resume, overwrite, received)
         except BaseException:
             self.abandon()  # a failed run leaves a closed log, no lock and no process group behind
             raise
 
-    def run(self, resume: bool, overwrite: bool, received: list[str]) -> dict[str, float]:
+    def fit_steps(self, resume: bool, overwrite: bool, received: list[str]) -> dict[str, float]:
+        """fit() with the stop signals' names arriving in `received`."""
         cfg, method, accumulate, device = self.config, self.method, self.optim_config.accumulate, self.device
         multi = distributed.active()  # DDP whenever a process group exists (also at world 1, e.g. to test it)
         if self.rank > 0:
@@ -277,7 +278,7 @@ class Trainer:
         stop flags (interrupted, preempted: set if set on any rank): one collective and one read from the device.
         Stops the run after max_bad_steps skipped steps in a row."""
         names = sorted(logs)
-        flags = [torch.tensor(float(flag)) for flag in stop]
+        flags = [torch.tensor(float(flag), device=self.device) for flag in stop]
         values = torch.stack([logs[k].detach().float() for k in names]
                              + [torch.tensor(rate, device=self.device), bad, worst, *flags])
         total = distributed.sum_over_ranks(values.to(self.device)).tolist()
