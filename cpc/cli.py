@@ -27,7 +27,7 @@ def pretrain(args: argparse.Namespace) -> None:
 
     config = load_config(args.recipe, args.set)
     last = run(config, resume=args.resume, overwrite=args.overwrite)
-    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, once
+    if last and int(os.environ.get("RANK", 0)) == 0:  # under torchrun, once; none: a finished run, nothing done
         print(f"done: {config.train.out} (checkpoints, log.csv, curves.png); last logs: "
               + ", ".join(f"{k} {v:.4g}" for k, v in last.items() if k in ("loss", "accuracy", "lr")))
 
@@ -266,7 +266,8 @@ def abx_items_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Runs one subcommand. A mistake the user can fix (cpc.errors.UserError, a missing file) prints one line,
-    `cpc <command>: <message>`, and exits 2; Ctrl-C exits 130 with one line; --debug keeps the traceback."""
+    `cpc <command>: <message>`, and exits 2; Ctrl-C exits 130 with one line, SIGTERM or SIGUSR1 during training 75
+    (cpc.errors.REQUEUE_EXIT_STATUS); --debug keeps the traceback."""
     from cpc.errors import Interrupted, UserError
 
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -280,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         message = str(error) if not isinstance(error, KeyboardInterrupt) else "interrupted (Ctrl-C)"
         if int(os.environ.get("RANK", 0)) == 0:  # under torchrun every rank fails alike: say it once
             print(f"cpc {args.command}: {message}", file=sys.stderr)
-        raise SystemExit(130 if isinstance(error, (Interrupted, KeyboardInterrupt)) else 2) from None
+        stopped = isinstance(error, (Interrupted, KeyboardInterrupt))  # Ctrl-C 130; SIGTERM, SIGUSR1 75: requeue
+        raise SystemExit(getattr(error, "exit_status", 130) if stopped else 2) from None
 
 
 def parser() -> argparse.ArgumentParser:
@@ -315,7 +317,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("recipe", help="YAML recipe, e.g. recipes/demo/cpc.yaml")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe value, dotted for nested keys: --set optim.lr=3e-4")
-    p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in train.out")
+    p.add_argument("--resume", action="store_true", help="continue from the newest readable checkpoint in train.out; "
+                   "a folder without one starts at step 0 (one command for the first start, requeues and restarts)")
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a train.out that holds a run (deletes its checkpoints and logs)")
     p.set_defaults(run=pretrain)

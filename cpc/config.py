@@ -4,6 +4,7 @@
 
 Values are checked against the dataclass field types (int, float, bool, str, tuples, lists, `X | None`, nested
 dataclasses); an unknown key names the valid ones, a wrong type names the key, the expected type and the value.
+`null` turns a setting off: None where the type allows it, empty for text and lists (see `turned_off`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def convert(kind: Any, value: Any, path: str, current: Any = None) -> Any:
             except ConfigError as error:
                 errors.append(str(error))
         raise ConfigError(f"{path}: {value!r} is not {_name(kind)}")
+    if value is None and kind is not Any:
+        return turned_off(kind, path)
     if dataclasses.is_dataclass(kind):
         return from_dict(kind, value, current if dataclasses.is_dataclass(current) else None, path)
     if origin in (tuple, list):
@@ -74,6 +77,18 @@ def convert(kind: Any, value: Any, path: str, current: Any = None) -> Any:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ConfigError(f"{path}: expected {_name(kind)}, got {value!r} ({type(value).__name__})")
     return value
+
+
+def turned_off(kind: Any, path: str) -> Any:
+    """What null (`--set key=null`, or `key:` left empty in YAML) means for a setting whose type has no None:
+    empty for text and lists (empty is "none": no validation shards, no mixture); refused for anything else."""
+    origin = typing.get_origin(kind)
+    if kind is str:
+        return ""
+    if origin in (list, tuple):
+        return [] if origin is list else ()
+    raise ConfigError(f"{path}: expected {_name(kind)}, got null (null turns off only optional settings: text, "
+                      "lists and the ones that take null)")
 
 
 def _runtime(kind: Any) -> type | tuple:

@@ -137,6 +137,8 @@ def check(config: PretrainConfig, origin: Callable[[str], str] = lambda key: "th
     rules.one_of("train.precision", PRECISIONS)
     rules.one_of("train.device", DEVICES)
     rules.one_of("data.workers", WORKER_KINDS)
+    if not config.train.out:  # "" would be the working directory
+        rules.fail(["train.out"], "train.out is empty", "name the run's folder, e.g. --set train.out=runs/my_run")
     kind = data_kind(config)
     if kind == "images":
         rules.at_least(1, "data.size")

@@ -132,3 +132,9 @@ def test_the_logmel_front_end_is_checked_like_the_raw_audio_one(tmp_path):
     with pytest.raises(ConfigError, match=r"use 3200 or 3520 samples \(the hop is cpc.model.logmel.hop times the "
                                           r"product of cpc.model.encoder.strides\)"):
         load_config(recipe, ["cpc.model.encoder.strides=[1,2,1]", "data.window=3300"])
+
+
+def test_an_empty_train_out_is_refused_instead_of_training_into_the_working_directory():
+    with pytest.raises(ConfigError, match=r"^train.out is empty \(--set train.out=null\): name the run's folder, e.g. "
+                                          r"--set train.out=runs/my_run$"):
+        load_config("recipes/demo/cpc.yaml", ["train.out=null"])

@@ -454,3 +454,99 @@ def test_a_corpus_too_short_for_one_window_fails_within_seconds(tmp_path, corpor
     assert re.fullmatch(rf"cpc pretrain: \d+ samples read from {re.escape(str(shard))} without one batch of 4 "
                         r"windows of 3200 samples; skipped: \d+ shorter than one window \(e.g. tiny\d.*\)\n",
                         result.stderr), result.stderr
+
+
+EXACT = ["--set", "optim.warmup_steps=2", "--set", "optim.schedule=constant", "--set", "train.log_every=1"]  # the
+# learning rate after warm-up does not depend on train.steps, so a run stopped early equals a shorter one
+
+
+def holder(out: Path) -> dict:
+    return json.loads((out / "run.lock").read_text())
+
+
+def test_sigterm_saves_the_current_step_exits_75_and_resume_equals_an_uninterrupted_run(tmp_path, cli):
+    out, straight = tmp_path / "run", tmp_path / "straight"
+    settings = [*TINY, *EXACT, "--set", f"train.out={out}"]
+    running = subprocess.Popen([sys.executable, "-m", "cpc.cli", "pretrain", RECIPE, *settings,
+                                "--set", "train.steps=1000"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        log = out / "log.csv"
+        while not (log.exists() and len(log.read_text().splitlines()) > 1) and time.time() < deadline:
+            time.sleep(0.05)  # the first step is logged: the run is mid-way
+        lock = holder(out)
+        assert (lock["host"], lock["pid"]) == (socket.gethostname(), running.pid)
+        second = cli.run_all({"fresh": ["pretrain", RECIPE, *settings], "resume": ["pretrain", RECIPE, *settings,
+                                                                                   "--resume"]})
+    finally:
+        os.kill(running.pid, signal.SIGTERM)
+        stdout, stderr = running.communicate(timeout=120)
+    for result in second.values():  # one writer per folder, with or without --resume
+        one_line(result, "pretrain", f"run folder {out} is in use by a live run (host {lock['host']}, pid "
+                                     f"{running.pid}, started {lock['started']}): wait for it to end, stop it (kill "
+                                     f"-TERM {running.pid} saves a checkpoint), or choose another train.out")
+    assert running.returncode == 75, stderr
+    stopped = re.fullmatch(r"cpc pretrain: stopped by SIGTERM at step (\d+); checkpoint (\S+); continue with --resume "
+                           r"\(exit status 75: requeue\)\n", stderr)
+    assert stopped, stderr
+    step = int(stopped.group(1))
+    logged = [int(line.split(",")[0]) for line in log.read_text().splitlines()[1:]]
+    assert step >= 1 and max(logged) == step  # the checkpoint holds the last step run: none lost
+    assert stopped.group(2) == str(out / f"step-{step:08d}.pt") and checkpoint.read(stopped.group(2))["step"] == step
+    assert not (out / "run.lock").exists()
+    total = [*TINY, *EXACT, "--set", f"train.steps={step + 2}"]
+    results = cli.run_all({"resumed": ["pretrain", RECIPE, *total, "--set", f"train.out={out}", "--resume"],
+                           "straight": ["pretrain", RECIPE, *total, "--set", f"train.out={straight}"]})
+    for result in results.values():
+        assert result.returncode == 0, result.stderr
+    assert f"resuming from {out / f'step-{step:08d}.pt'} (step {step})\n" in results["resumed"].stdout
+    a, b = checkpoint.read(straight), checkpoint.read(out)
+    assert a["step"] == b["step"] == step + 2
+    for name, value in a["model"].items():
+        assert torch.equal(value, b["model"][name]), name
+
+
+def test_a_dead_writers_lock_is_taken_over_another_hosts_is_named_and_a_finished_run_has_nothing_to_do(tmp_path,
+                                                                                                         cli, run):
+    stale, remote = tmp_path / "stale", tmp_path / "remote"
+    shutil.copytree(run, stale)
+    shutil.copytree(run, remote)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = {"host": socket.gethostname(), "pid": int(gone.stdout), "started": "2026-12-01 10:00:00 UTC"}
+    elsewhere = {"host": "node-17", "pid": 4242, "started": "2026-12-01 11:00:00 UTC"}
+    (stale / "run.lock").write_text(json.dumps(dead))
+    (remote / "run.lock").write_text(json.dumps(elsewhere))
+    before = checksums(remote)
+    results = cli.run_all({"stale": ["pretrain", RECIPE, *TRAIN, "--set", f"train.out={stale}", "--resume"],
+                           "remote": ["pretrain", RECIPE, *TRAIN, "--set", f"train.out={remote}", "--resume"],
+                           "remote fresh": ["pretrain", RECIPE, *TRAIN, "--set", f"train.out={remote}"],
+                           "finished": ["pretrain", RECIPE, *TRAIN, "--set", f"train.out={run}", "--resume"]})
+    finished = ("nothing left to do: {} is at step 4 and train.steps is 4 (resume with a larger train.steps to train "
+                "on)\n")
+    assert (results["stale"].returncode, results["stale"].stdout) == (0, (
+        f"took over {stale / 'run.lock'} from a run that is gone (host {dead['host']}, pid {dead['pid']}, started "
+        f"2026-12-01 10:00:00 UTC)\nresumed with train.out '{run}' -> '{stale}'\n"  # a copy of the run
+        + finished.format(stale / "step-00000004.pt"))), results["stale"].stderr
+    assert not (stale / "run.lock").exists()
+    for case in ("remote", "remote fresh"):
+        one_line(results[case], "pretrain", f"run folder {remote} is in use by a run on another host (host node-17, "
+                                            "pid 4242, started 2026-12-01 11:00:00 UTC), which cannot be checked from "
+                                            f"here: if that run is dead, delete {remote / 'run.lock'} and start again")
+    assert checksums(remote) == before
+    assert (results["finished"].returncode, results["finished"].stdout) == (
+        0, finished.format(run / "step-00000004.pt")), results["finished"].stderr
+
+
+def test_null_turns_off_an_optional_setting_given_with_set(tmp_path, cli):
+    out = tmp_path / "run"
+    tiny = [*TINY[:TINY.index("val_shards=") - 1], *TINY[TINY.index("val_shards=") + 1:]]
+    results = cli.run_all({
+        "off": ["pretrain", RECIPE, *tiny, "--set", "val_shards=null", "--set", "train.validate_every=1",
+                "--set", "train.steps=1", "--set", f"train.out={out}"],
+        "required": ["pretrain", RECIPE, *tiny, "--set", "train.steps=null", "--set", f"train.out={tmp_path / 'x'}"],
+    })
+    assert results["off"].returncode == 0, results["off"].stderr
+    assert checkpoint.read(out)["config"]["val_shards"] == "" and ",val," not in (out / "log.csv").read_text()
+    one_line(results["required"], "pretrain", "train.steps: expected int, got null (null turns off only optional "
+                                              "settings: text, lists and the ones that take null)")

@@ -27,10 +27,11 @@ import torch
 from cpc import checkpoint
 from cpc.config import differences
 from cpc.data.stages import SkipCounter
-from cpc.errors import Interrupted, UserError
+from cpc.errors import REQUEUE_EXIT_STATUS, Interrupted, Preempted, UserError
 from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
+from cpc.train.runlock import RunLock
 from cpc.train.runlog import RunLog
 from cpc.train.validation import validate
 from cpc.version import __version__
@@ -65,10 +66,6 @@ class TrainConfig:
     malloc_trim_mb: float = 0.0  # >0: glibc returns freed memory above this many MB (-0.1 GB peak, -25 % speed)
 
 
-def interrupted_at(step: int, path: Path | None) -> Interrupted:
-    return Interrupted(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
-
-
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -90,23 +87,43 @@ def set_backends(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = config.tf32
 
 
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
+REQUEUE_SIGNALS = ("SIGTERM", "SIGUSR1")  # a scheduler ending or preempting the job, or SLURM's --signal warning
+
+
 @contextmanager
-def sigint_flag():
-    """Ctrl-C sets flag[0] instead of raising mid-step; the loop stops at a step boundary."""
-    flag = [False]
+def stop_signals():
+    """SIGINT (Ctrl-C), SIGTERM and SIGUSR1 append their name to the list this yields instead of ending the process
+    mid-step; the loop stops at a step boundary (a second Ctrl-C stops at once). Installed before the data loader
+    starts, so its forked workers inherit the handlers and outlive a signal sent to the whole process group."""
+    received: list[str] = []
 
     def handler(signum, frame):
-        flag[0] = True
+        name = signal.Signals(signum).name
+        if name == "SIGINT" and name in received:
+            raise KeyboardInterrupt
+        received.append(name)
 
+    previous = {}
     try:
-        previous = signal.signal(signal.SIGINT, handler)
+        for name in STOP_SIGNALS:
+            previous[name] = signal.signal(getattr(signal, name), handler)
     except ValueError:  # not the main thread: leave signals alone
-        yield flag
-        return
+        pass
     try:
-        yield flag
+        yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for name, old in previous.items():
+            signal.signal(getattr(signal, name), old)
+
+
+def stopped_at(step: int, path: Path | None, requeue: bool, received: list[str]) -> Interrupted:
+    """The exception that ends a run stopped by a signal, naming the checkpoint of `step`."""
+    if not requeue:
+        return Interrupted(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
+    name = next((s for s in received if s in REQUEUE_SIGNALS), "SIGTERM or SIGUSR1 to another process")
+    return Preempted(f"stopped by {name} at step {step}; checkpoint {path}; continue with --resume (exit status "
+                     f"{REQUEUE_EXIT_STATUS}: requeue)")
 
 
 class Trainer:
@@ -128,11 +145,26 @@ class Trainer:
         self.out = Path(config.out)
         self.skips = SkipCounter()
         self.own: list[Path] = []  # checkpoints of this run (written, or the lineage it resumed from)
+        self.lock = RunLock(self.out)  # taken by rank 0 before it looks at the folder
+        self.runlog: RunLog | None = None
 
     def fit(self, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
-        cfg, method, accumulate = self.config, self.method, self.optim_config.accumulate
+        """Train to config.steps; the last logs, or {} when a resumed run had reached config.steps already.
+        Ctrl-C raises Interrupted, SIGTERM / SIGUSR1 raise Preempted, each after a checkpoint of the step."""
+        cfg = self.config
         device, self.rank, self.world = distributed.setup(cfg.device, cfg.dist_timeout_minutes)
         self.device = device
+        try:
+            # Handlers first: the data loader's workers, forked below, inherit them.
+            with stop_signals() as received:
+                return self.fit_steps(resume, overwrite, received)
+        except BaseException:
+            self.abandon()  # a failed run leaves a closed log, no lock and no process group behind
+            raise
+
+    def fit_steps(self, resume: bool, overwrite: bool, received: list[str]) -> dict[str, float]:
+        """fit() with the stop signals' names arriving in `received`."""
+        cfg, method, accumulate, device = self.config, self.method, self.optim_config.accumulate, self.device
         multi = distributed.active()  # DDP whenever a process group exists (also at world 1, e.g. to test it)
         if self.rank > 0:
             warnings.simplefilter("ignore")  # every rank runs the same code: warn once, from rank 0
@@ -154,6 +186,9 @@ class Trainer:
         state = self.starting_state(resume, overwrite)
         step, segment = 0, cfg.checkpoint_every * accumulate
         if state is not None:
+            if state["step"] >= cfg.steps:  # said by choose_checkpoint
+                self.release()
+                return {}
             step, segment = self.restore(state, optimiser, schedule, scaler)
         model = method
         if multi:
@@ -166,57 +201,55 @@ class Trainer:
             for network in method.children():
                 network.forward = torch.compile(network.forward)
         self.runlog = RunLog(self.out, step if state is not None else None) if self.rank == 0 else None
-        try:
-            data = iter(self.train_data(step * accumulate, segment))
-            val_loader = self.val_data() if self.val_data is not None else None
-            bar = self.progress_bar(step)
-            last: dict[str, float] = {}
-            bad, run, worst = (torch.zeros((), device=device) for _ in range(3))
-            tick, amount, unit = time.perf_counter(), 0.0, "samples"
-            with sigint_flag() as interrupted:
-                while step < cfg.steps:
-                    for micro in range(accumulate):
-                        batch = next(data)
-                        self.skips.merge(batch.pop("skipped", {}))
-                        batch = to_device(batch, device)
-                        amount_now, unit = method.throughput(batch)
-                        amount += amount_now
-                        sync = not multi or micro == accumulate - 1
-                        with (nullcontext() if sync else model.no_sync()), torch.autocast(
-                            device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                        ):
-                            loss, logs = model(batch)
-                        scaler.scale(loss / accumulate).backward()
-                    found_inf = self.update(optimiser, scaler)
-                    schedule.step()
-                    step += 1
-                    method.after_optimiser_step(step)
-                    bad += found_inf
-                    run = (run + found_inf) * found_inf  # consecutive skipped steps
-                    worst = torch.maximum(worst, run)
-                    stop = interrupted[0]
-                    if step % cfg.log_every == 0 or step == cfg.steps or (stop and self.world == 1):
-                        elapsed, tick = time.perf_counter() - tick, time.perf_counter()
-                        last, stop = self.log_train(step, logs, amount / elapsed, unit, schedule, bad, worst, stop)
-                        bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
-                        amount = 0.0
-                        bad.zero_()
-                        worst.copy_(run)
-                    bar.update(1)
-                    if val_loader is not None and cfg.validate_every and step % cfg.validate_every == 0:
-                        self.log(step, "val", self.validate(val_loader, dtype))
-                    if step % cfg.checkpoint_every == 0 or step == cfg.steps or stop:
-                        path = self.save(step, segment, optimiser, schedule, scaler)
-                        if stop:
-                            bar.close()
-                            self.finish()
-                            raise interrupted_at(step, path)
-            bar.close()
-            self.finish()
-            return last
-        except BaseException:
-            self.abandon()  # a failed run leaves a closed log (and no process group) behind
-            raise
+        data = iter(self.train_data(step * accumulate, segment))
+        val_loader = self.val_data() if self.val_data is not None else None
+        bar = self.progress_bar(step)
+        last: dict[str, float] = {}
+        bad, run, worst = (torch.zeros((), device=device) for _ in range(3))
+        tick, amount, unit = time.perf_counter(), 0.0, "samples"
+        while step < cfg.steps:
+            for micro in range(accumulate):
+                batch = next(data)
+                self.skips.merge(batch.pop("skipped", {}))
+                batch = to_device(batch, device)
+                amount_now, unit = method.throughput(batch)
+                amount += amount_now
+                sync = not multi or micro == accumulate - 1
+                with (nullcontext() if sync else model.no_sync()), torch.autocast(
+                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+                ):
+                    loss, logs = model(batch)
+                scaler.scale(loss / accumulate).backward()
+            found_inf = self.update(optimiser, scaler)
+            schedule.step()
+            step += 1
+            method.after_optimiser_step(step)
+            bad += found_inf
+            run = (run + found_inf) * found_inf  # consecutive skipped steps
+            worst = torch.maximum(worst, run)
+            # Every rank must stop at the same step (a checkpoint is a collective), so a signal takes effect once
+            # the flags (interrupted, preempted) have travelled with the logs' all-reduce: at the next logging step.
+            signalled = ("SIGINT" in received, any(s in REQUEUE_SIGNALS for s in received))
+            stop = (False, False)
+            if step % cfg.log_every == 0 or step == cfg.steps or (any(signalled) and self.world == 1):
+                elapsed, tick = time.perf_counter() - tick, time.perf_counter()
+                last, stop = self.log_train(step, logs, amount / elapsed, unit, schedule, bad, worst, signalled)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
+                amount = 0.0
+                bad.zero_()
+                worst.copy_(run)
+            bar.update(1)
+            if val_loader is not None and cfg.validate_every and step % cfg.validate_every == 0:
+                self.log(step, "val", self.validate(val_loader, dtype))
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps or any(stop):
+                path = self.save(step, segment, optimiser, schedule, scaler)
+                if any(stop):
+                    bar.close()
+                    self.finish()
+                    raise stopped_at(step, path, requeue=stop[1], received=received)
+        bar.close()
+        self.finish()
+        return last
 
     def update(self, optimiser, scaler) -> torch.Tensor:
         """Clip and apply the step unless a gradient is inf or NaN (on any rank: gradients are already
@@ -239,15 +272,19 @@ class Trainer:
         optimiser.zero_grad(set_to_none=True)
         return found_inf
 
-    def log_train(self, step, logs, rate, unit, schedule, bad, worst, stop) -> tuple[dict[str, float], bool]:
-        """The step's logs averaged over ranks, the throughput summed over ranks, the skipped-step counts: one
-        collective and one read from the device. Stops the run after max_bad_steps skipped steps in a row."""
+    def log_train(self, step, logs, rate, unit, schedule, bad, worst,
+                  stop: tuple[bool, bool]) -> tuple[dict[str, float], tuple[bool, bool]]:
+        """The step's logs averaged over ranks, the throughput summed over ranks, the skipped-step counts and the
+        stop flags (interrupted, preempted: set if set on any rank): one collective and one read from the device.
+        Stops the run after max_bad_steps skipped steps in a row."""
         names = sorted(logs)
+        flags = [torch.tensor(float(flag), device=self.device) for flag in stop]
         values = torch.stack([logs[k].detach().float() for k in names]
-                             + [torch.tensor(rate, device=self.device), bad, worst, torch.tensor(float(stop))])
+                             + [torch.tensor(rate, device=self.device), bad, worst, *flags])
         total = distributed.sum_over_ranks(values.to(self.device)).tolist()
         last = {k: v / self.world for k, v in zip(names, total)}
-        skipped, longest, stop = (round(total[-3] / self.world), round(total[-2] / self.world), total[-1] > 0)
+        skipped, longest = round(total[-4] / self.world), round(total[-3] / self.world)
+        stop = (total[-2] > 0, total[-1] > 0)
         last.update(lr=schedule.get_last_lr()[0], **{f"{unit}/s": total[len(names)]})
         if skipped:
             last["skipped_steps"] = skipped
@@ -292,6 +329,7 @@ class Trainer:
         return state
 
     def choose_checkpoint(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
+        self.lock.acquire()  # before anything is read or deleted here
         for stale in checkpoint.remove_stale_temporaries(self.out):
             print(f"removed {stale.name}, left by an interrupted checkpoint write")
         existing = checkpoint.checkpoints(self.out)
@@ -315,7 +353,11 @@ class Trainer:
             return None
         self.check_changes(state.get("config", {}), path)
         self.own = [p for p in existing if int(checkpoint.PATTERN.search(p.name).group(1)) <= state["step"]]
-        print(f"resuming from {path} (step {state['step']})")
+        if state["step"] >= self.config.steps:
+            print(f"nothing left to do: {path} is at step {state['step']} and train.steps is {self.config.steps} "
+                  "(resume with a larger train.steps to train on)")
+        else:
+            print(f"resuming from {path} (step {state['step']})")
         return state
 
     def check_changes(self, saved: dict[str, Any], path: Path) -> None:
@@ -377,13 +419,18 @@ class Trainer:
                     disable=self.rank != 0 or not self.config.progress)
 
     def abandon(self) -> None:
-        if self.rank == 0 and self.runlog is not None:
+        if self.runlog is not None:
             self.runlog.close(plot=False)
-        distributed.teardown()
+        self.release()
 
     def finish(self) -> None:
         if self.rank == 0:
             self.runlog.close()
             if self.skips.counts:
                 print(f"skipped samples: {self.skips.report()}")
+        self.release()
+
+    def release(self) -> None:
+        """The folder's lock (rank 0's) and the process group; safe to call again."""
+        self.lock.release()
         distributed.teardown()

@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 import cpc
 from cpc import checkpoint
+from cpc.errors import Interrupted, Preempted
 from cpc.train.optim import OptimConfig
 from cpc.train.trainer import TrainConfig, Trainer
 
@@ -194,3 +195,39 @@ def test_a_run_that_fails_before_its_first_step_closes_its_log_and_does_not_bloc
     assert trainer.runlog.stream.closed and (tmp_path / "log.csv").read_text() == "step,split,name,value\n"
     last = fit(regression_method(), global_batches(2), tmp_path, steps=2)  # not refused: nothing was logged
     assert math.isfinite(last["loss"])
+
+
+@pytest.mark.parametrize("name, error, status", [("SIGUSR1", Preempted, 75), ("SIGTERM", Preempted, 75),
+                                                 ("SIGINT", Interrupted, 130)])
+def test_a_stop_signal_mid_step_saves_that_step_releases_the_folder_and_restores_the_handlers(tmp_path, name, error,
+                                                                                              status):
+    batches = global_batches(6)
+
+    def stream(start, segment):
+        for index, batch in enumerate(batches[start:], start):
+            if index == 2:  # while step 3 runs: the run stops after it
+                os.kill(os.getpid(), getattr(signal, name))
+            yield batch
+
+    before = signal.getsignal(getattr(signal, name))
+    trainer = Trainer(regression_method(), stream, OptimConfig(lr=1e-2), quiet(tmp_path, steps=6))
+    with pytest.raises(error) as stopped:
+        trainer.fit()
+    assert type(stopped.value) is error and stopped.value.exit_status == status
+    assert str(stopped.value).startswith("interrupted at step 3;" if name == "SIGINT" else f"stopped by {name} at "
+                                         "step 3;")
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["step-00000003.pt"]
+    assert not (tmp_path / "run.lock").exists() and signal.getsignal(getattr(signal, name)) is before
+
+
+def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_folder(tmp_path):
+    def stream(start, segment):
+        for index, batch in enumerate(global_batches(6)[start:], start):
+            if index == 2:
+                os.kill(os.getpid(), signal.SIGINT)  # the first asks for a stop at the step boundary
+                os.kill(os.getpid(), signal.SIGINT)  # the second stops mid-step
+            yield batch
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(regression_method(), stream, OptimConfig(lr=1e-2), quiet(tmp_path, steps=6)).fit()
+    assert not checkpoint.checkpoints(tmp_path) and not (tmp_path / "run.lock").exists()
