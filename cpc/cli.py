@@ -283,7 +283,6 @@ def main(argv: list[str] | None = None) -> None:
 
 def parser() -> argparse.ArgumentParser:
     from cpc.devices import DEVICES
-    from cpc.eval.features import LONG_SECONDS
     from cpc.models.cpc import CPCModelConfig
 
     parser = argparse.ArgumentParser(prog="cpc", description="Contrastive Predictive Coding on sequences")
@@ -318,6 +317,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true",
                    help="start over in a train.out that holds a run (deletes its checkpoints and logs)")
     p.set_defaults(run=pretrain)
+
+    from cpc.eval.features import LONG_SECONDS  # the default chunk of long recordings
 
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint file or run folder")
@@ -375,8 +376,7 @@ def parser() -> argparse.ArgumentParser:
                    help="FEATURES (a folder of <file>.npy, frames x dim; shards of cpc extract or cpc units apply; a "
                         "units .txt) and the item file; with --model, the item file only")
     p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET)")
-    p.add_argument("--audio", help="with --model: audio shards, an audio folder or one audio file holding the item "
-                   "file's files")
+    p.add_argument("--audio", help="with --model: audio shards or an audio folder holding the item file's files")
     p.add_argument("--layer", help="with --model: z, c (default) or both; FEATURES shards: the member to read "
                    "(default: what their metadata says)")
     p.add_argument("--speaker-mode", default="both", choices=["within", "across", "both"],

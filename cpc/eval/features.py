@@ -111,7 +111,7 @@ class FeatureStream:
     def __init__(self, model: CPCModel, stats: tuple[float, float] = (0.0, 1.0), layer: str = "c",
                  precision: str = "fp32"):
         check_layer(layer)
-        if not streamable(model):
+        if model.config.encoder.norm == "instance":
             raise ValueError("instance norm uses whole-sequence statistics: a model with it cannot be streamed")
         self.model, self.layer = model.eval(), layer
         self.device = next(model.parameters()).device
@@ -341,14 +341,15 @@ def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:
     return sorted({path for pattern in EARLIER_OUTPUTS for path in out.glob(pattern)}) if held else []
 
 
-def streamable(model: CPCModel) -> bool:
-    """Whether a FeatureStream can encode this model's input chunk by chunk (instance norm needs it whole)."""
+def streamable(model: CPCModel, layer: str = "c") -> bool:
+    """Whether a FeatureStream can give this model's `layer` chunk by chunk (what FeatureStream refuses: instance
+    norm needs the whole input)."""
     return model.config.encoder.norm != "instance"
 
 
 def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8, skips):
     utterances = long_enough(utterances, model.hop, skips)
-    chunk_samples = chunk_samples if streamable(model) else 0
+    chunk_samples = chunk_samples if streamable(model, layer) else 0
     if int8:
         head = list(itertools.islice(utterances, max(batch, CALIBRATION_UTTERANCES)))
         if head:  # int8_model reads at most a minute: a long recording's first block is enough

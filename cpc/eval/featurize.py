@@ -88,7 +88,7 @@ def bounded_features(model: CPCModel, wav: torch.Tensor, layer: str,
     """An audio model's (frames, dim) features of one waveform (samples,), on the CPU; a waveform longer than
     `chunk_seconds` is streamed in chunks that long (the same frames; activations no longer grow with it)."""
     chunk = round(chunk_seconds * model.config.sample_rate)
-    if len(wav) > chunk and streamable(model):
+    if len(wav) > chunk and streamable(model, layer):
         return extract_chunked(model, wav, chunk, layer).cpu()
     return model.features(wav, layer).cpu()
 
