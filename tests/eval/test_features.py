@@ -91,17 +91,6 @@ def test_model_features_api_matches_extract():
     assert m.features(torch.randn(2, 3200)).shape == (2, 20, 24)
 
 
-def test_bf16_precision_stays_close_in_every_way_and_returns_float32():
-    m = model("batch", "lstm")
-    wav = torch.randn(8000)
-    exact = extract(m, wav, "both")
-    for approx in (extract(m, wav, "both", "bf16"), extract_chunked(m, wav, 3000, "both", "bf16")):
-        assert approx.dtype == torch.float32 and approx.shape == exact.shape
-        assert 0 < (approx - exact).norm() / exact.norm() < 0.03  # bf16 did run, and stayed close
-    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
-        extract(m, wav, precision="fp16")
-
-
 def long_file(path, samples, seed=0):
     import numpy as np
     import soundfile as sf
@@ -164,3 +153,13 @@ def test_featurizers_stream_long_waveforms_in_chunks_with_the_same_frames():
     m = model(input_norm="causal")
     wav = torch.randn(40000) * 0.2
     assert torch.allclose(bounded_features(m, wav, "c", chunk_seconds=0.5), extract(m, wav), atol=1e-5)
+
+def test_bf16_precision_stays_close_in_every_way_and_returns_float32():
+    m = model("batch", "lstm")
+    wav = torch.randn(8000)
+    exact = extract(m, wav, "both")
+    for approx in (extract(m, wav, "both", "bf16"), extract_chunked(m, wav, 3000, "both", "bf16")):
+        assert approx.dtype == torch.float32 and approx.shape == exact.shape
+        assert 0 < (approx - exact).norm() / exact.norm() < 0.03  # bf16 did run, and stayed close
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        extract(m, wav, precision="fp16")
