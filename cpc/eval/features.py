@@ -342,9 +342,13 @@ def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:
 
 
 def streamable(model: CPCModel, layer: str = "c") -> bool:
-    """Whether a FeatureStream can give this model's `layer` chunk by chunk (what FeatureStream refuses: instance
-    norm needs the whole input)."""
-    return model.config.encoder.norm != "instance"
+    """Whether a FeatureStream gives this model's `layer` chunk by chunk: FeatureStream's own refusals (e.g. instance
+    norm, which needs the whole input) are the one rule; such a model encodes every recording whole."""
+    try:
+        FeatureStream(model, layer=layer)  # cheap: nothing is encoded
+    except ValueError:
+        return False
+    return True
 
 
 def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8, skips):

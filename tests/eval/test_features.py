@@ -150,9 +150,15 @@ def test_a_non_finite_file_is_skipped_and_counted_before_any_frame(tmp_path):
 def test_featurizers_stream_long_waveforms_in_chunks_with_the_same_frames():
     from cpc.eval.featurize import bounded_features
 
+    from cpc.eval.features import extract_corpus
+
     m = model(input_norm="causal")
     wav = torch.randn(40000) * 0.2
     assert torch.allclose(bounded_features(m, wav, "c", chunk_seconds=0.5), extract(m, wav), atol=1e-5)
+    whole_only = model("instance")  # a stream refuses it: it encodes every recording whole instead
+    ((_, frames),) = extract_corpus(whole_only, [("a", wav)], chunk_samples=8000)
+    assert torch.equal(frames, extract(whole_only, wav))
+    assert torch.equal(bounded_features(whole_only, wav, "c", chunk_seconds=0.5), extract(whole_only, wav))
 
 def test_bf16_precision_stays_close_in_every_way_and_returns_float32():
     m = model("batch", "lstm")
