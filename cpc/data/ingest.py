@@ -4,6 +4,7 @@ clips of uint8 frames (decoded with PyAV, resized with torchvision)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,14 @@ def audio_blocks(path: str, block: int) -> Iterator[np.ndarray]:
     """A file's samples, down-mixed to float32 mono, `block` at a time (the last block shorter), in constant
     memory; NonFiniteAudio when a block holds NaN or infinite samples."""
     with open_audio_file(path) as file:
-        for number, audio in enumerate(file.blocks(block, dtype="float32", always_2d=True)):
+        blocks = file.blocks(block, dtype="float32", always_2d=True)
+        for number in itertools.count():
+            try:
+                audio = next(blocks)
+            except StopIteration:
+                return
+            except Exception as error:  # a file that breaks off mid-way, as load_audio reports it
+                raise ValueError(f"cannot read audio {path}: {error}") from None
             yield check_finite(audio.mean(axis=1), path, number * block)
 
 

@@ -306,8 +306,14 @@ def save_npy(path: str | Path, features: torch.Tensor | StreamedFeatures, dtype=
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
                       "shape": (features.frames, features.dim)}
             np.lib.format.write_array_header_1_0(file, header)
+            written = 0
             for piece in features:
                 file.write(np.ascontiguousarray(piece.cpu().numpy().astype(dtype)).tobytes())
+                written += len(piece)
+            if written != features.frames:  # the header promised `frames`: a file that changed between passes
+                partial.unlink()
+                raise ValueError(f"{path}: {written} frames computed, {features.frames} expected (did the recording "
+                                 "change while it was read?)")
         else:
             np.save(file, features.cpu().numpy().astype(dtype), allow_pickle=False)
     os.replace(partial, path)
