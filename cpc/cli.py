@@ -41,12 +41,12 @@ def extract(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from cpc.checkpoint import load
-    from cpc.data.ingest import items_from_folder
+    from cpc.data.ingest import is_audio_file, items_from_path
     from cpc.data.labelled import load_utterances
     from cpc.data.shards import npy_bytes, resolve_shards, write_shards
     from cpc.data.stages import SkipCounter
     from cpc.devices import pick_device
-    from cpc.eval.features import extract_corpus, output_folder, read_files
+    from cpc.eval.features import extract_corpus, features_array, output_folder, read_files, save_npy
 
     out = Path(args.out)
     earlier = output_folder(out, args.overwrite)
@@ -65,30 +65,30 @@ def extract(args: argparse.Namespace) -> None:
         skips.merge(loaded.skips.drain())
         yield from ((u.key, u.wav) for u in progress(loaded))
 
-    if source.is_dir() and not (source / "index.json").exists():
-        utterances = read_files(progress(items_from_folder(source)), rate, skips)
+    chunk = round(args.chunk_seconds * rate)
+    if is_audio_file(source) or (source.is_dir() and not (source / "index.json").exists()):
+        utterances = read_files(progress(items_from_path(source)), rate, skips, long_samples=chunk)
     else:
         resolve_shards(args.input)  # a wrong path fails now, before any work
         utterances = from_shards()
-    features = extract_corpus(model, utterances, args.layer, args.batch, round(args.chunk_seconds * rate),
-                              args.precision, args.int8, skips)
+    features = extract_corpus(model, utterances, args.layer, args.batch, chunk, args.precision, args.int8, skips)
     for path in earlier:  # --overwrite: the earlier extraction's files go once this one is ready to write
         path.unlink()
     dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
-    features = ((key, f.cpu().numpy().astype(dtype)) for key, f in features)
     if args.format == "npy":
         out.mkdir(parents=True, exist_ok=True)
         count = 0
-        for key, array in features:
-            np.save(out / f"{key}.npy", array)
+        for key, frames in features:  # a long recording's frames are written as they are computed
+            save_npy(out / f"{key}.npy", frames, dtype)
             count += 1
         print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
     else:
         frame_rate = rate / model.hop
+        arrays = ((key, features_array(frames, dtype)) for key, frames in features)
         samples = ({"__key__": key, f"{args.layer}.npy": npy_bytes(array),
                     "json": json.dumps({"frames": len(array), "dim": array.shape[1], "layer": args.layer,
                                         "frame_rate": frame_rate, "seconds": len(array) / frame_rate}).encode()}
-                   for key, array in features)
+                   for key, array in arrays)
         index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
         print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
     if skips.counts:
@@ -323,9 +323,12 @@ def parser() -> argparse.ArgumentParser:
                    help="start over in a train.out that holds a run (deletes its checkpoints and logs)")
     p.set_defaults(run=pretrain)
 
+    from cpc.eval.features import LONG_SECONDS  # the default chunk of long recordings
+
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
     p.add_argument("checkpoint", help="a checkpoint file or run folder")
-    p.add_argument("input", help="shards (index, folder with index.json, pattern) or a folder of audio files")
+    p.add_argument("input", help="shards (index, folder with index.json, pattern), a folder of audio files or one "
+                   "audio file")
     p.add_argument("out", help="output folder, new or empty (see --overwrite): one KEY.npy per utterance, or shards")
     p.add_argument("--layer", default="c", choices=MODEL_LAYERS,
                    help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated, c_bidir: context "
@@ -334,9 +337,10 @@ def parser() -> argparse.ArgumentParser:
                    help="npy: one file per utterance; shards: one tar column, same keys and order as the input")
     p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
-    p.add_argument("--chunk-seconds", type=float, default=0.0,
-                   help="0: encode whole files; > 0: stream each file in chunks this long (bounded memory; at least "
-                        "one frame's context, 0.03 s for the bundled models)")
+    p.add_argument("--chunk-seconds", type=float, default=LONG_SECONDS,
+                   help="recordings longer than this are streamed in chunks this long, files read in blocks, so "
+                        "memory does not grow with a file's length (at least one frame's context, 0.03 s for the "
+                        "bundled models); 0: encode whole files")
     p.add_argument("--overwrite", action="store_true",
                    help="write into an OUT that holds files: an earlier extraction's .npy, shard-*.tar and index.json "
                         "there are deleted first, other files kept")
@@ -401,7 +405,7 @@ def parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, help="fit: learn the units; apply: write unit sequences")
     q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)")
     q.add_argument("model", help="a checkpoint or run folder (or mfcc, logmel)")
-    q.add_argument("audio", help="audio shards or an audio folder to take frames from")
+    q.add_argument("audio", help="audio shards, an audio folder or one audio file to take frames from")
     q.add_argument("--k", type=int, default=50, help="number of units")
     q.add_argument("--layer", default="c", choices=MODEL_LAYERS, help="the frames clustered: z, c, both or c_bidir")
     q.add_argument("--max-frames", type=int, default=1_000_000, help="a uniform sample of at most this many frames")
@@ -413,7 +417,7 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--out", help="the units file (default: units-k<K>-<layer>.pt beside the checkpoint)")
     q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column")
     q.add_argument("units", help="a units file written by cpc units fit")
-    q.add_argument("audio", help="audio shards or an audio folder")
+    q.add_argument("audio", help="audio shards, an audio folder or one audio file")
     q.add_argument("out", help="OUT.txt (`<key> id id ...` per line) or a folder for shards (units.npy per sample)")
     q.add_argument("--model", help="the checkpoint (default: the one the units file names)")
     for q in actions.choices.values():

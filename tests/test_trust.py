@@ -10,6 +10,7 @@ stdout, stderr and exit status, four at a time. That saves the ~2 s of imports p
 near two minutes on two shared cores."""
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -550,3 +551,135 @@ def test_null_turns_off_an_optional_setting_given_with_set(tmp_path, cli):
     assert checkpoint.read(out)["config"]["val_shards"] == "" and ",val," not in (out / "log.csv").read_text()
     one_line(results["required"], "pretrain", "train.steps: expected int, got null (null turns off only optional "
                                               "settings: text, lists and the ones that take null)")
+
+
+def float_recording(path: Path, samples: np.ndarray) -> Path:
+    """A float WAV as other tools write them: it can hold NaN and Inf, and values past full scale."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, samples.astype(np.float32), 16000, subtype="FLOAT")
+    return path
+
+
+def test_broken_recordings_are_skipped_named_and_counted_and_flawed_ones_noted(tmp_path, cli, run):
+    """NaN and Inf never reach a shard or a feature array; silence, clipping and a DC offset are written but named;
+    a failed `cpc shards` leaves no shard without its index."""
+    corpus = tmp_path / "corpus"
+    for i in range(3):
+        recording(corpus / f"good{i}.wav", 1.0, seed=i)
+    noise = np.random.default_rng(9).standard_normal(16000) * 0.1
+    float_recording(corpus / "nan.wav", np.where(np.arange(16000) >= 400, np.nan, noise))  # 97.5 % NaN
+    float_recording(corpus / "inf.wav", np.where(np.arange(16000) == 8000, np.inf, noise))
+    float_recording(corpus / "silent.wav", np.zeros(16000))
+    float_recording(corpus / "clipped.wav", np.clip(noise * 30, -1, 1))
+    float_recording(corpus / "offset.wav", noise + 0.2)
+    before = checksums(corpus)
+    results = cli.run_all({"shards": ["shards", corpus, tmp_path / "shards"],
+                           "extract": ["extract", run, corpus, tmp_path / "features"]})
+    sharded, extracted = results["shards"], results["extract"]
+    assert sharded.returncode == 0, sharded.stderr
+    nan, inf = (f"cannot read audio {corpus / name}.wav: it holds NaN or infinite samples (the first is sample {at})"
+                for name, at in (("nan", 400), ("inf", 8000)))
+    lines = sharded.stdout.splitlines()
+    assert lines[0] == f"shards: 6 samples, 0.00 h in 1 shard(s) under {tmp_path / 'shards'}"
+    assert lines[1] in (f"  skipped 2, non-finite samples (NaN or Inf): {a}; {b}" for a, b in ((nan, inf), (inf, nan)))
+    clipped = np.mean(np.abs(np.clip(noise * 30, -1, 1).astype(np.float32)) >= 32767 / 32768)
+    offset = (noise + 0.2).astype(np.float32)
+    assert sorted(lines[2:]) == [
+        f"  kept, but 1 of 8 recordings are clipped (over 0.1% of samples at full scale): {corpus / 'clipped.wav'} "
+        f"({clipped:.1%})",
+        f"  kept, but 1 of 8 recordings are digital silence (every sample 0): {corpus / 'silent.wav'}",
+        f"  kept, but 1 of 8 recordings have a DC offset (mean over 10% of the RMS): {corpus / 'offset.wav'} (mean "
+        f"{offset.mean(dtype=np.float64):+.3g}, RMS {np.sqrt(np.mean(np.square(offset, dtype=np.float64))):.3g})"]
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    assert index["samples"] == 6 and [s["url"] for s in index["shards"]] == ["shard-000000.tar"]
+    assert extracted.returncode == 0, extracted.stderr
+    assert extracted.stdout == (f"wrote 6 arrays (frames x dim, float32) to {tmp_path / 'features'}\n"
+                                f"skipped: 2 non-finite samples (NaN or Inf) (e.g. {inf.removeprefix('cannot read audio ')}"
+                                f", {nan.removeprefix('cannot read audio ')})\n")
+    assert sorted(p.stem for p in (tmp_path / "features").iterdir()) == ["clipped", "good0", "good1", "good2",
+                                                                         "offset", "silent"]
+    assert all(np.isfinite(np.load(p)).all() for p in (tmp_path / "features").iterdir())
+    assert checksums(corpus) == before
+
+    # Interrupted mid-way (a shard per 30 s recording, a few seconds of work): no shard is left without the index.
+    for i in range(30):
+        recording(tmp_path / "many" / f"r{i:02d}.wav", 30.0, seed=i)
+    sharding = subprocess.Popen([sys.executable, "-m", "cpc.cli", "shards", tmp_path / "many", tmp_path / "cut",
+                                 "--shard-mb", "0.01"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "cut" / "shard-000002.tar").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(sharding.pid, signal.SIGINT)
+    _, stderr = sharding.communicate(timeout=60)
+    assert (sharding.returncode, stderr.splitlines()[-1]) == (130, "cpc shards: interrupted (Ctrl-C)")
+    assert sorted((tmp_path / "cut").iterdir()) == []
+
+
+def test_one_audio_file_is_accepted_where_a_folder_is_and_long_ones_stream_in_bounded_memory(tmp_path, cli, run):
+    folder = tmp_path / "audio"
+    recording(folder / "take.wav", 1.0)
+    recording(folder / "long take.wav", 2.5, seed=1)
+    items = tmp_path / "take.item"
+    phones = "abababababababab"
+    items.write_text("#file onset offset #phone prev-phone next-phone speaker\n" + "".join(
+        f"take {0.05 * i + 0.1:.2f} {0.05 * i + 0.15:.2f} {p} x x s\n" for i, p in enumerate(phones)))
+    units = tmp_path / "units.pt"
+    results = cli.run_all({
+        "folder": ["extract", run, folder, tmp_path / "from_folder"],
+        "file": ["extract", run, folder / "take.wav", tmp_path / "from_file"],
+        "long": ["extract", run, folder / "long take.wav", tmp_path / "streamed", "--chunk-seconds", "1"],
+        "long whole": ["extract", run, folder / "long take.wav", tmp_path / "whole", "--chunk-seconds", "0"],
+        "abx": ["abx", "--model", run, "--audio", folder / "take.wav", items, "--speaker-mode", "within",
+                "--context-mode", "within", "--json", "--quiet"],
+        "units fit": ["units", "fit", run, folder / "take.wav", "--k", "4", "--out", units],
+    })
+    for name in ("folder", "file", "long", "long whole", "abx", "units fit"):
+        assert results[name].returncode == 0, (name, results[name].stderr)
+    assert results["file"].stdout == f"wrote 1 arrays (frames x dim, float32) to {tmp_path / 'from_file'}\n"
+    one = np.load(tmp_path / "from_file" / "take.npy")
+    assert one.shape == (100, 64) and np.allclose(one, np.load(tmp_path / "from_folder" / "take.npy"), atol=1e-5)
+    streamed, whole = (np.load(tmp_path / name / "long_take.npy") for name in ("streamed", "whole"))
+    assert streamed.shape == whole.shape == (250, 64) and np.allclose(streamed, whole, atol=1e-4)
+    scores = json.loads(results["abx"].stdout.splitlines()[-1])
+    assert set(scores) == {"within-within"} and 0 <= scores["within-within"] <= 100
+    applied = cli.run("units", "apply", units, folder / "take.wav", tmp_path / "units.txt")
+    assert applied.stdout == f"wrote 1 unit sequences (k=4) to {tmp_path / 'units.txt'}\n", applied.stderr
+    assert (tmp_path / "units.txt").read_text().split()[0] == "take"
+    recording(tmp_path / "deep" / "alice" / "a.wav", 0.2)
+    deep = cli.run("shards", tmp_path / "deep", tmp_path / "never", "--speaker-level", "2")
+    one_line(deep, "shards", f"{tmp_path / 'deep/alice/a.wav'} is 1 folder level(s) below {tmp_path / 'deep'}, so "
+                             "--speaker-level 2 names no folder for its speaker: move it into a speaker folder, or "
+                             "use a --speaker-level its path has")
+    assert not (tmp_path / "never").exists()
+
+
+def test_non_finite_samples_never_reach_training_and_a_silent_corpus_is_reported(tmp_path, cli):
+    """Float WAV samples in shards (other tools write them) with NaN are skipped and counted; a corpus that is
+    mostly digital silence says so before training at chance."""
+    import webdataset as wds
+
+    corpus = tmp_path / "corpus"
+    recording(corpus / "speech.wav", 2.0)
+    for i in range(6):
+        float_recording(corpus / f"silent{i}.wav", np.zeros(32000))
+    sharded = cli.run("shards", corpus, tmp_path / "shards")
+    assert sharded.returncode == 0, sharded.stderr
+    assert "  kept, but 6 of 7 recordings are digital silence (every sample 0): " in sharded.stdout
+    poisoned = np.random.default_rng(0).standard_normal(32000).astype(np.float32) * 0.1
+    poisoned[5] = np.nan
+    buffer = io.BytesIO()
+    sf.write(buffer, poisoned, 16000, format="WAV", subtype="FLOAT")
+    with wds.TarWriter(str(tmp_path / "shards" / "shard-000001.tar")) as writer:
+        writer.write({"__key__": "poisoned", "wav": buffer.getvalue(), "json": b'{"speaker": ""}'})
+    shards = tmp_path / "shards" / "shard-{000000..000001}.tar"
+    trained = cpc("pretrain", RECIPE, *TINY, "--set", f"data.shards={shards}", "--set", "train.steps=4",
+                  "--set", f"train.out={tmp_path / 'run'}")
+    assert trained.returncode == 0, trained.stderr
+    assert re.search(r"SilentCorpus: (\d+) of the first 64 training windows \(\d+%\) are digital silence \(every "
+                     r"sample 0\), e\.g\. silent\d@\d+", trained.stderr), trained.stderr
+    assert re.search(r"^skipped samples: \d+ non-finite samples \(NaN or Inf\) \(e\.g\. poisoned\)$", trained.stdout,
+                     re.M), trained.stdout
+    extracted = cli.run("extract", tmp_path / "run", shards, tmp_path / "features")
+    assert extracted.stdout.endswith("skipped: 1 non-finite samples (NaN or Inf) (e.g. poisoned)\n"), extracted.stderr
+    assert len(list((tmp_path / "features").glob("*.npy"))) == 7

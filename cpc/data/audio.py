@@ -19,6 +19,7 @@ import numpy as np
 import soundfile as sf
 
 from cpc.data.augment import AugmentConfig, Augmenter, augment_items
+from cpc.data.ingest import NonFiniteAudio, check_finite
 from cpc.data.labels import frame_samples
 from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
 
@@ -39,7 +40,8 @@ class AudioDataConfig(StreamConfig):
 
 def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | None = None) -> dict[str, Any] | None:
     """One shard sample -> {"key", "wav" float32 (samples,), "sample_rate", "speaker", "utterance", "labels" int16
-    or None}; with `sample_rate`, a sample at another rate is skipped and counted."""
+    or None}; with `sample_rate`, a sample at another rate is skipped and counted, and so is one holding NaN or
+    infinite samples (float WAV can), which must never reach a model."""
     key = sample["__key__"]
     field = find_field(sample, AUDIO_FIELDS, skips, "no audio file in sample")
     if field is None:
@@ -54,9 +56,14 @@ def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | 
     if sample_rate is not None and rate != sample_rate:
         skips.skip(f"sample rate {rate} Hz, expected {sample_rate}", key)
         return None
+    try:
+        wav = check_finite(audio if audio.ndim == 1 else audio.mean(axis=1), key)  # shards are mono; others mixed
+    except NonFiniteAudio:
+        skips.skip("non-finite samples (NaN or Inf)", key)
+        return None
     return {
         "key": key,
-        FIELD: audio if audio.ndim == 1 else audio.mean(axis=1),  # shards are mono; others are down-mixed
+        FIELD: wav,
         "sample_rate": rate,
         "speaker": str(meta.get("speaker", "")),
         "utterance": meta.get("utterance", key),

@@ -4,6 +4,7 @@ clips of uint8 frames (decoded with PyAV, resized with torchvision)."""
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +53,10 @@ def items_from_folder(root: str | os.PathLike, speaker_level: int = 1) -> list[A
     for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file()):
         relative = path.relative_to(root)
         parents = relative.parents
+        if speaker_level > 1 and speaker_level > len(parents) - 1:  # level 1 on a flat folder: no speakers
+            raise IngestError(f"{path} is {len(parents) - 1} folder level(s) below {root}, so --speaker-level "
+                              f"{speaker_level} names no folder for its speaker: move it into a speaker folder, or "
+                              "use a --speaker-level its path has")
         speaker = parents[speaker_level - 1].name if 0 < speaker_level <= len(parents) - 1 else ""
         items.append(AudioItem(str(path), speaker, safe_key(str(relative.with_suffix("")))))
     if not items:
@@ -97,16 +102,70 @@ def items_from_manifest(path: str | os.PathLike) -> list[AudioItem]:
     return items
 
 
-def load_audio(path: str, sample_rate: int) -> np.ndarray:
-    """Any file soundfile reads -> float32 mono at `sample_rate` (down-mixed, resampled with torchaudio)."""
+def items_from_path(path: str | os.PathLike) -> list[AudioItem]:
+    """The recordings of an audio folder (`items_from_folder`), or a single audio file (its key: its name without
+    suffix), what commands reading audio accept where they accept a folder."""
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+        return [AudioItem(str(path), "", safe_key(path.stem))]
+    return items_from_folder(path)
+
+
+def is_audio_file(path: str | os.PathLike) -> bool:
+    """Whether `path` is one audio file (by its suffix), not a folder, shards or an index."""
+    return Path(path).is_file() and Path(path).suffix.lower() in AUDIO_EXTENSIONS
+
+
+class NonFiniteAudio(ValueError):
+    """A recording holding NaN or infinite samples: never passed on (one NaN makes every later frame NaN)."""
+
+
+def check_finite(audio: np.ndarray, path: str, offset: int = 0) -> np.ndarray:
+    """`audio` unchanged if every sample is finite, else NonFiniteAudio naming `path` and the first bad sample
+    (`offset`: the index of audio[0] in the file)."""
+    finite = np.isfinite(audio)
+    if not finite.all():  # one pass, ~1 ms per minute of audio
+        first = offset + int(np.argmin(finite))
+        raise NonFiniteAudio(f"cannot read audio {path}: it holds NaN or infinite samples (the first is sample "
+                             f"{first})")
+    return audio
+
+
+def open_audio_file(path: str):
+    """`path` opened with soundfile; ValueError `cannot read audio PATH: reason` when it is not readable audio."""
     if not Path(path).is_file():
         raise ValueError(f"cannot read audio {path}: no such file")
     try:
-        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        return sf.SoundFile(path)
     except Exception as error:  # soundfile raises LibsndfileError, RuntimeError or TypeError by format
         reason = str(error).replace(f"Error opening {str(path)!r}: ", "")  # the path is named once
         raise ValueError(f"cannot read audio {path}: {reason}") from None
-    mono = audio.mean(axis=1)
+
+
+def audio_blocks(path: str, block: int) -> Iterator[np.ndarray]:
+    """A file's samples, down-mixed to float32 mono, `block` at a time (the last block shorter), in constant
+    memory; NonFiniteAudio when a block holds NaN or infinite samples."""
+    with open_audio_file(path) as file:
+        blocks = file.blocks(block, dtype="float32", always_2d=True)
+        for number in itertools.count():
+            try:
+                audio = next(blocks)
+            except StopIteration:
+                return
+            except Exception as error:  # a file that breaks off mid-way, as load_audio reports it
+                raise ValueError(f"cannot read audio {path}: {error}") from None
+            yield check_finite(audio.mean(axis=1), path, number * block)
+
+
+def load_audio(path: str, sample_rate: int) -> np.ndarray:
+    """Any file soundfile reads -> float32 mono at `sample_rate` (down-mixed, resampled with torchaudio).
+    ValueError naming the file when it does not read, NonFiniteAudio when it holds NaN or infinite samples."""
+    with open_audio_file(path) as file:
+        try:
+            audio, rate = file.read(dtype="float32", always_2d=True), file.samplerate
+        except Exception as error:
+            raise ValueError(f"cannot read audio {path}: {error}") from None
+    mono = check_finite(audio.mean(axis=1), path)
     if rate != sample_rate and len(mono):
         import torch
         import torchaudio.functional

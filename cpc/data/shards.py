@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import webdataset as wds
 
-from cpc.data.ingest import AudioItem, load_audio
+from cpc.data.ingest import AudioItem, NonFiniteAudio, load_audio
 from cpc.data.labels import fit_labels, frame_samples, safe_key
 from cpc.errors import UserError
 
@@ -47,26 +47,55 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+FULL_SCALE = 32767 / 32768  # the largest 16-bit sample: a recording clipped in 16-bit PCM sits here
+CLIPPED_SHARE = 0.001  # a recording with more of its samples at full scale is reported as clipped
+DC_SHARE = 0.1  # ... one whose mean is over this share of its RMS as offset (the RMS input norm shrinks its speech)
+
+
+def recording_flaws(audio: np.ndarray) -> dict[str, str]:
+    """What is worth telling about a readable recording, flaw -> detail: digital silence (every sample zero),
+    clipping (the share of samples at full scale) and a DC offset (mean against RMS). Kept, not skipped: the
+    user decides; sharding cannot undo either."""
+    if not audio.any():
+        return {"are digital silence (every sample 0)": ""}
+    flaws = {}
+    clipped = float(np.count_nonzero(np.abs(audio) >= FULL_SCALE)) / len(audio)
+    if clipped > CLIPPED_SHARE:
+        flaws[f"are clipped (over {CLIPPED_SHARE:.1%} of samples at full scale)"] = f" ({clipped:.1%})"
+    mean, rms = float(audio.mean(dtype=np.float64)), float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    if abs(mean) > DC_SHARE * rms:
+        flaws[f"have a DC offset (mean over {DC_SHARE:.0%} of the RMS)"] = f" (mean {mean:+.3g}, RMS {rms:.3g})"
+    return flaws
+
+
 def audio_samples(
     items: Iterable[AudioItem],
     sample_rate: int,
     max_seconds: float = 30.0,
     alignments: dict[str, np.ndarray] | None = None,
     errors: dict[str, list[str]] | None = None,
+    notes: dict[str, list[str]] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """WebDataset samples for `items`: recordings cut into pieces of at most `max_seconds` (at 10 ms boundaries),
     FLAC-encoded, with `.json` metadata and, when `alignments` has the key, int16 `.labels.npy` frame labels.
-    Unreadable files and label mismatches are recorded in `errors` (reason -> keys) and skipped."""
+    Unreadable files, files with NaN or infinite samples and label mismatches are recorded in `errors` (reason ->
+    files) and skipped; silent, clipped or offset recordings are written and recorded in `notes`."""
     errors = {} if errors is None else errors
+    notes = {} if notes is None else notes
     hop = frame_samples(sample_rate)
     piece = max(hop, int(max_seconds * sample_rate) // hop * hop)
     for item in items:
         key = item.key or safe_key(Path(item.path).stem)
         try:
             audio = load_audio(item.path, sample_rate)
+        except NonFiniteAudio as error:
+            errors.setdefault("non-finite samples (NaN or Inf)", []).append(str(error))
+            continue
         except ValueError as error:
             errors.setdefault("unreadable audio", []).append(str(error))
             continue
+        for flaw, detail in recording_flaws(audio).items():
+            notes.setdefault(flaw, []).append(item.path + detail)
         if len(audio) < hop:
             errors.setdefault("empty audio (under one 10 ms frame)", []).append(f"{item.path} ({len(audio)} samples)")
             continue
@@ -134,16 +163,27 @@ def write_shards(
         local_dir.mkdir(parents=True, exist_ok=True)
     shards: dict[str, dict[str, Any]] = {}
     keys: set[str] = set()
-    with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0) as writer:
-        for sample in tqdm(samples, desc="writing shards", unit="sample", disable=not progress):
-            if sample["__key__"] in keys:
-                raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
-            keys.add(sample["__key__"])
-            writer.write(sample)
-            meta = json.loads(sample["json"])
-            entry = shards.setdefault(writer.fname, {"samples": 0, "seconds": 0.0})
-            entry["samples"] += 1
-            entry["seconds"] += meta["seconds"] if "seconds" in meta else meta.get("num_samples", 0) / meta.get("sample_rate", 1)
+    opened: list[str] = []  # every shard file this call created, for removal when it fails
+    try:
+        with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0) as writer:
+            opened.append(writer.fname)
+            for sample in tqdm(samples, desc="writing shards", unit="sample", disable=not progress):
+                if sample["__key__"] in keys:
+                    raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
+                keys.add(sample["__key__"])
+                writer.write(sample)
+                if writer.fname != opened[-1]:
+                    opened.append(writer.fname)
+                meta = json.loads(sample["json"])
+                entry = shards.setdefault(writer.fname, {"samples": 0, "seconds": 0.0})
+                entry["samples"] += 1
+                entry["seconds"] += (meta["seconds"] if "seconds" in meta
+                                     else meta.get("num_samples", 0) / meta.get("sample_rate", 1))
+    except BaseException:  # an error, Ctrl-C: no shard is left without the index that lists it
+        if local_dir is not None:
+            for name in opened:
+                Path(name).unlink(missing_ok=True)
+        raise
     index = {
         "format": INDEX_FORMAT,
         "shards": [
@@ -237,12 +277,13 @@ def write_splits(
     indexes = {}
     for name, members in chosen.items():
         errors: dict[str, list[str]] = {}
+        notes: dict[str, list[str]] = {}
         # Written in a seeded random order, not speaker by speaker: a shard then holds many speakers, and so does
         # every training batch read from a few shards (batch negatives are not mostly same-speaker ones).
         members = sorted(members, key=lambda item: item.key)
         random.Random(f"cpc-shards/{name}").shuffle(members)
         files = tqdm(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
-        samples = audio_samples(files, sample_rate, max_seconds, alignments, errors)
+        samples = audio_samples(files, sample_rate, max_seconds, alignments, errors, notes)
         index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes, progress=False)
         files.close()
         print(f"{name or 'shards'}: {index['samples']} samples, {index['seconds'] / 3600:.2f} h "
@@ -250,6 +291,9 @@ def write_splits(
         for reason, found in errors.items():
             found = list(dict.fromkeys(found))  # each file once
             print(f"  skipped {len(found)}, {reason}: {'; '.join(found[:3])}{' ...' if len(found) > 3 else ''}")
+        for flaw, found in notes.items():
+            print(f"  kept, but {len(found)} of {len(members)} recordings {flaw}: {'; '.join(found[:3])}"
+                  f"{' ...' if len(found) > 3 else ''}")
         indexes[name] = index
     if splits is not None:
         outside = len(items) - len({i.key for members in chosen.values() for i in members})

@@ -17,6 +17,7 @@ import queue
 import threading
 import os
 import random
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
@@ -195,6 +196,29 @@ def cut_windows(
             yield window
 
 
+SILENCE_WINDOWS = 64  # training windows looked at before judging whether a corpus is mostly digital silence
+
+
+class SilentCorpus(RuntimeWarning):
+    """Most training windows are all zeros: a model trains at chance on them."""
+
+
+def silence_watch(items: Iterable[dict[str, Any]], field: str, after: int = SILENCE_WINDOWS,
+                  share: float = 0.5) -> Iterator[dict[str, Any]]:
+    """`items` unchanged; once `after` of them went by, a SilentCorpus warning if more than `share` of those were
+    all zeros in item[field] (digital silence: nothing to predict, so a model trains at chance without a word)."""
+    silent: list[str] = []
+    for seen, item in enumerate(items, start=1):
+        if seen <= after:
+            if not np.any(item[field]):
+                silent.append(item["key"])
+            if seen == after and len(silent) > share * after:
+                warnings.warn(f"{len(silent)} of the first {after} training windows ({len(silent) / after:.0%}) are "
+                              f"digital silence (every sample 0), e.g. {', '.join(silent[:3])}: a model cannot learn "
+                              "from them; `cpc shards` names the silent recordings of a corpus", SilentCorpus)
+        yield item
+
+
 def grouped(items: Iterable[dict[str, Any]], group: str, size: int, skips: SkipCounter, max_open: int = 256):
     """Lists of `size` items that share item[group] (e.g. one speaker). At most `max_open` groups are buffered;
     beyond that the oldest incomplete group is dropped and counted, so memory stays bounded."""
@@ -291,6 +315,7 @@ class Stream(torch.utils.data.IterableDataset):
         # A training stream that reads this many samples without completing a batch stops with an error instead
         # of spinning forever (every utterance shorter than a window, every sample corrupt).
         self.patience = 4 * (shuffle_samples + shuffle_items + 256 * batch_size) + 1000
+        self.silence_checked = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.train:
@@ -323,6 +348,9 @@ class Stream(torch.utils.data.IterableDataset):
         if self.window is not None:
             items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
                                 self.label_step)
+            if train and not self.silence_checked:  # once per stream (a worker's copy): not at every segment
+                self.silence_checked = True
+                items = silence_watch(items, self.field)
         if train and self.transform is not None:
             items = self.transform(items, rng)
         if self.group is not None:

@@ -348,18 +348,18 @@ def _audio_loader(path: str, sample_rate: int) -> Callable[[], np.ndarray]:
 
 
 def open_audio(spec: str | os.PathLike, sample_rate: int | None, keys: Sequence[str] | None = None) -> FeatureDict:
-    """file -> waveform (or a loader of it): audio shards (their keys), or an audio folder (each file's name without
-    extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps only those; shard
+    """file -> waveform (or a loader of it): audio shards (their keys), or an audio folder or one audio file (each
+    file's name without extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps only those; shard
     samples skipped (another sample rate, unreadable) are named in the result's `source`."""
-    from cpc.data.ingest import items_from_folder
+    from cpc.data.ingest import is_audio_file, items_from_path
     from cpc.data.labelled import load_utterances
 
     wanted = None if keys is None else set(keys)
     path = Path(spec)
     audio = FeatureDict(source=str(spec))
     try:
-        if path.is_dir() and not (path / "index.json").exists():
-            for item in items_from_folder(path):
+        if is_audio_file(path) or (path.is_dir() and not (path / "index.json").exists()):
+            for item in items_from_path(path):
                 name = Path(item.path).stem
                 if name in audio:
                     raise ABXError(f"audio folder {spec}: two files named {name!r}; item files name files by stem")

@@ -21,19 +21,27 @@ int8 (`cpc.models.int8.int8_model`): the fastest CPU extraction.
 A whole corpus goes through `extract_corpus`, which checks its settings before the first file and skips (and
 counts) what cannot be encoded; `read_files` reads audio files the same way, and `output_folder` keeps the
 results of two extractions from mixing in one folder.
+
+Long recordings in bounded memory: by default a recording longer than `LONG_SECONDS` is streamed in chunks that
+long (`StreamedFeatures`); read from a file, it is also read in blocks (`LongRecording`, after a first cheap pass
+that checks its samples and computes the mean and std a "window" model standardises with), and `save_npy`
+writes its frames piece by piece, so peak memory no longer grows with the file's length.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
+import math
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from cpc.data.ingest import AudioItem, load_audio
+from cpc.data.ingest import AudioItem, NonFiniteAudio, audio_blocks, load_audio, open_audio_file
 from cpc.data.stages import SkipCounter
 from cpc.errors import UserError
 from cpc.models.cpc import OFFLINE_LAYERS, CPCModel, check_layer, select_layer
@@ -41,6 +49,7 @@ from cpc.models.int8 import check_int8, int8_model
 
 PRECISIONS = ("fp32", "bf16")
 CALIBRATION_UTTERANCES = 8  # int8 scales come from this many first utterances (or a batch, if larger)
+LONG_SECONDS = 30.0  # by default, longer recordings are streamed in chunks this long (about 0.5 GB of activations)
 
 
 def float_math(precision: str, device: torch.device):
@@ -160,11 +169,70 @@ class FeatureStream:
 def extract_chunked(model: CPCModel, wav: np.ndarray | torch.Tensor, chunk_samples: int, layer: str = "c",
                     precision: str = "fp32") -> torch.Tensor:
     """`extract` through a FeatureStream, `chunk_samples` at a time: bounded memory for hour-long files."""
-    window = model.config.resolved_input_norm == "window"
-    stream = FeatureStream(model, utterance_stats(wav) if window else (0.0, 1.0), layer, precision)
-    wav = torch.as_tensor(wav, dtype=torch.float32)
-    pieces = [stream.push(wav[start : start + chunk_samples]) for start in range(0, len(wav), chunk_samples)]
-    return torch.cat(pieces + [stream.finish()])
+    return StreamedFeatures(model, wav, chunk_samples, layer, precision).array()
+
+
+@dataclass
+class LongRecording:
+    """A recording read from its file in blocks instead of whole: `samples` at the model's rate, and the (mean,
+    std) a first pass over it found (what "window" models standardise with)."""
+
+    path: str
+    samples: int
+    stats: tuple[float, float]
+
+    def __len__(self) -> int:
+        return self.samples
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        """Its samples, `size` at a time."""
+        return audio_blocks(self.path, size)
+
+
+def scan_recording(path: str, block: int) -> LongRecording:
+    """The first, cheap pass over a long file (no model), `block` samples at a time: its length and (mean, std);
+    NonFiniteAudio if any sample is NaN or infinite, before any frame is computed."""
+    count, total, squares = 0, 0.0, 0.0
+    for samples in audio_blocks(path, block):
+        count += len(samples)
+        total += float(samples.sum(dtype=np.float64))
+        squares += float(np.square(samples, dtype=np.float64).sum())
+    mean = total / max(count, 1)
+    return LongRecording(path, count, (mean, math.sqrt(max(squares / max(count, 1) - mean**2, 0.0))))
+
+
+class StreamedFeatures:
+    """The (frames, dim) features of one long recording (a waveform or a LongRecording), computed through a
+    FeatureStream `chunk_samples` at a time while they are iterated: pieces of (some frames, dim), `frames` in all
+    (samples // hop, known before any is computed). Iterating again computes them again."""
+
+    def __init__(self, model: CPCModel, wav: np.ndarray | torch.Tensor | LongRecording, chunk_samples: int,
+                 layer: str = "c", precision: str = "fp32"):
+        self.model, self.wav, self.chunk_samples = model, wav, chunk_samples
+        self.layer, self.precision = layer, precision
+        self.frames = len(wav) // model.hop
+
+    @property
+    def dim(self) -> int:
+        return FeatureStream.dim(self)  # what a stream of this model and layer gives
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        wav, size = self.wav, self.chunk_samples
+        window = self.model.config.resolved_input_norm == "window"
+        stats = (wav.stats if isinstance(wav, LongRecording) else utterance_stats(wav)) if window else (0.0, 1.0)
+        stream = FeatureStream(self.model, stats, self.layer, self.precision)
+        if isinstance(wav, LongRecording):
+            chunks = wav.blocks(size)
+        else:
+            wav = torch.as_tensor(wav, dtype=torch.float32)
+            chunks = (wav[start : start + size] for start in range(0, len(wav), size))
+        for chunk in chunks:
+            yield stream.push(chunk)
+        yield stream.finish()
+
+    def array(self) -> torch.Tensor:
+        """All frames at once: (frames, dim)."""
+        return torch.cat(list(self))
 
 
 class ExtractError(UserError, ValueError):
@@ -179,8 +247,10 @@ def min_chunk_samples(model: CPCModel) -> int:
 
 def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batch: int = 8, chunk_samples: int = 0,
                    precision: str = "fp32", int8: bool = False, skips: SkipCounter | None = None):
-    """(key, wav) pairs -> (key, features) pairs in the same order: batched with padding, or streamed in chunks of
-    `chunk_samples` (bounded memory for very long recordings) when chunk_samples > 0. `int8`: the encoder runs
+    """(key, wav) pairs -> (key, features) pairs in the same order: batched with padding, and recordings longer
+    than `chunk_samples` (> 0) as StreamedFeatures, computed in chunks that long when iterated (bounded memory for
+    very long recordings; `save_npy` writes them, `features_array` joins them). `wav` may be a LongRecording
+    (`read_files`). `int8`: the encoder runs
     in int8 (cpc.models.int8), its scales calibrated on the first utterances (at most a minute of them).
     Bad arguments fail here, before the first utterance is read; utterances shorter than one frame are left out
     and counted in `skips`."""
@@ -205,14 +275,63 @@ def extract_corpus(model: CPCModel, utterances: Iterable, layer: str = "c", batc
     return extracted_corpus(model, iter(utterances), layer, batch, chunk_samples, precision, int8, skips)
 
 
-def read_files(items: Iterable[AudioItem], sample_rate: int, skips: SkipCounter) -> Iterator[tuple[str, np.ndarray]]:
-    """(key, waveform at `sample_rate`) of each audio file that reads; the others are counted in `skips`, with
-    why, and left out."""
+def read_files(items: Iterable[AudioItem], sample_rate: int, skips: SkipCounter,
+               long_samples: int = 0) -> Iterator[tuple[str, np.ndarray | LongRecording]]:
+    """(key, waveform at `sample_rate`) of each audio file that reads; the others, and those holding NaN or
+    infinite samples, are counted in `skips`, with why, and left out. With `long_samples` > 0, a file longer than
+    that at `sample_rate` comes as a LongRecording, read in blocks later (whole if it must be resampled)."""
     for item in items:
         try:
-            yield item.key, load_audio(item.path, sample_rate)
+            yield item.key, read_recording(item.path, sample_rate, long_samples)
+        except NonFiniteAudio as error:
+            skips.skip("non-finite samples (NaN or Inf)", str(error).removeprefix("cannot read audio "))
         except ValueError as error:
             skips.skip("unreadable audio", str(error).removeprefix("cannot read audio "))
+
+
+def read_recording(path: str, sample_rate: int, long_samples: int = 0) -> np.ndarray | LongRecording:
+    """One file as a waveform at `sample_rate`, or, when longer than `long_samples` (> 0) and at that rate
+    already, as a LongRecording (its first pass done)."""
+    if long_samples > 0:
+        with open_audio_file(path) as file:
+            samples, rate = file.frames, file.samplerate
+        if rate == sample_rate and samples > long_samples:
+            return scan_recording(path, long_samples)
+    return load_audio(path, sample_rate)
+
+
+def save_npy(path: str | Path, features: torch.Tensor | StreamedFeatures, dtype=np.float32) -> None:
+    """Features as a .npy file of `dtype`; StreamedFeatures are computed and written piece by piece (bounded
+    memory). Written under a temporary name, then renamed: an interrupted extraction leaves no partial array."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as file:
+        if isinstance(features, StreamedFeatures):
+            header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False,
+                      "shape": (features.frames, features.dim)}
+            np.lib.format.write_array_header_1_0(file, header)
+            written = 0
+            for piece in features:
+                file.write(np.ascontiguousarray(piece.cpu().numpy().astype(dtype)).tobytes())
+                written += len(piece)
+            if written != features.frames:  # the header promised `frames`: a file that changed between passes
+                partial.unlink()
+                raise ValueError(f"{path}: {written} frames computed, {features.frames} expected (did the recording "
+                                 "change while it was read?)")
+        else:
+            np.save(file, features.cpu().numpy().astype(dtype), allow_pickle=False)
+    os.replace(partial, path)
+
+
+def features_array(features: torch.Tensor | StreamedFeatures, dtype=np.float32) -> np.ndarray:
+    """Features as one (frames, dim) array of `dtype` (StreamedFeatures computed whole)."""
+    features = features.array() if isinstance(features, StreamedFeatures) else features
+    return features.cpu().numpy().astype(dtype)
+
+
+def whole(wav: np.ndarray | torch.Tensor | LongRecording) -> np.ndarray | torch.Tensor:
+    """A waveform in memory: a LongRecording read whole (what encoding whole files needs)."""
+    return np.concatenate(list(wav.blocks(1 << 20))) if isinstance(wav, LongRecording) else wav
 
 
 EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json")  # what an extraction writes into its folder
@@ -232,12 +351,25 @@ def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:
     return sorted({path for pattern in EARLIER_OUTPUTS for path in out.glob(pattern)}) if held else []
 
 
+def streamable(model: CPCModel, layer: str = "c") -> bool:
+    """Whether a FeatureStream gives this model's `layer` chunk by chunk: FeatureStream's own refusals (e.g. instance
+    norm, which needs the whole input) are the one rule; such a model encodes every recording whole."""
+    try:
+        FeatureStream(model, layer=layer)  # cheap: nothing is encoded
+    except ValueError:
+        return False
+    return True
+
+
 def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, int8, skips):
     utterances = long_enough(utterances, model.hop, skips)
+    chunk_samples = chunk_samples if streamable(model, layer) else 0
     if int8:
         head = list(itertools.islice(utterances, max(batch, CALIBRATION_UTTERANCES)))
-        if head:
-            model = int8_model(model, [wav for _, wav in head])
+        if head:  # int8_model reads at most a minute: a long recording's first block is enough
+            rate = model.config.sample_rate
+            model = int8_model(model, [next(wav.blocks(60 * rate)) if isinstance(wav, LongRecording) else wav
+                                       for _, wav in head])
         utterances = itertools.chain(head, utterances)
     pending: list[tuple[str, torch.Tensor]] = []
 
@@ -246,10 +378,13 @@ def extracted_corpus(model, utterances, layer, batch, chunk_samples, precision, 
         return list(zip([key for key, _ in pending], features))
 
     for key, wav in utterances:
-        if chunk_samples > 0:
-            yield key, extract_chunked(model, wav, chunk_samples, layer, precision)
+        if 0 < chunk_samples < len(wav):  # a long recording: streamed (after the batch before it, to keep order)
+            if pending:
+                yield from flush()
+                pending = []
+            yield key, StreamedFeatures(model, wav, chunk_samples, layer, precision)
             continue
-        pending.append((key, wav))
+        pending.append((key, whole(wav)))
         if len(pending) == batch:
             yield from flush()
             pending = []

@@ -21,6 +21,7 @@ from cpc.config import to_dict
 from cpc.data.labels import frame_samples
 from cpc.devices import pick_device
 from cpc.eval.baselines import BASELINES, baseline_frames
+from cpc.eval.features import LONG_SECONDS, extract_chunked, streamable
 from cpc.methods.cpc import cpc_preset
 from cpc.models.cpc import CPCModel, CPCModelConfig
 from cpc.models.int8 import int8_model
@@ -92,7 +93,19 @@ def featurizer(spec: str, layer: str = "c", calibration: Sequence = (), sample_r
     rate = model.inputs.sample_rate if isinstance(model, CPCModel) else None
     if sample_rate is not None and rate is not None and rate != sample_rate:
         raise ValueError(f"{spec}: the model takes {rate} Hz audio; the data is {sample_rate} Hz")
-    return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate, model.hop if rate else None)
+    if rate is None:  # video
+        return Featurizer(lambda inputs: model.features(inputs, layer).cpu(), rate)
+    return Featurizer(lambda wav: bounded_features(model, wav, layer), rate, model.hop)
+
+
+def bounded_features(model: CPCModel, wav: torch.Tensor, layer: str,
+                     chunk_seconds: float = LONG_SECONDS) -> torch.Tensor:
+    """An audio model's (frames, dim) features of one waveform (samples,), on the CPU; a waveform longer than
+    `chunk_seconds` is streamed in chunks that long (the same frames; activations no longer grow with it)."""
+    chunk = round(chunk_seconds * model.config.sample_rate)
+    if len(wav) > chunk and streamable(model, layer):
+        return extract_chunked(model, wav, chunk, layer).cpu()
+    return model.features(wav, layer).cpu()
 
 
 def concatenated(spec: str, featurizers: list[Featurizer]) -> Featurizer:

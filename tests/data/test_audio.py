@@ -95,6 +95,43 @@ def test_corrupt_unreadable_and_short_samples_are_skipped_and_counted(tmp_path, 
     assert batches > 0  # the good shard still counts
 
 
+def float_wav_shard(path, samples: dict) -> None:
+    """A shard of float WAV samples (what `cpc shards` never writes, but other tools do): key -> waveform."""
+    import json
+
+    import webdataset as wds
+
+    with wds.TarWriter(str(path)) as writer:
+        for key, wav in samples.items():
+            buffer = io.BytesIO()
+            sf.write(buffer, wav, 16000, format="WAV", subtype="FLOAT")
+            writer.write({"__key__": key, "wav": buffer.getvalue(), "json": json.dumps({"speaker": "s"}).encode()})
+
+
+def test_non_finite_samples_never_reach_a_batch_and_mostly_silent_training_is_reported(tmp_path):
+    from cpc.data.labelled import load_utterances
+    from cpc.data.stages import SILENCE_WINDOWS, SilentCorpus
+
+    rng = np.random.default_rng(0)
+    speech = (rng.standard_normal(3200 * 8) * 0.1).astype(np.float32)
+    poisoned = speech.copy()
+    poisoned[100] = np.nan
+    samples = {"speech": speech, "poisoned": poisoned, **{f"silent{i}": np.zeros(3200 * 8, np.float32)
+                                                          for i in range(12)}}
+    float_wav_shard(tmp_path / "s.tar", samples)
+    loaded = load_utterances(str(tmp_path / "s.tar"), 16000)
+    assert [u.key for u in loaded] == [k for k in samples if k != "poisoned"]
+    assert loaded.skips.report() == "1 non-finite samples (NaN or Inf) (e.g. poisoned)"
+    stream = Stream([str(tmp_path / "s.tar")], decode_audio, "wav", 4, train=True, window=3200, quantum=160)
+    with pytest.warns(SilentCorpus) as warned:
+        batches = list(itertools.islice(stream, 25))  # 100 windows: the first 64 are judged, once
+    assert all(torch.isfinite(b["wav"]).all() for b in batches)
+    (message,) = [str(w.message) for w in warned if w.category is SilentCorpus]
+    silent = int(message.split()[0])
+    assert silent > SILENCE_WINDOWS / 2 and message.startswith(
+        f"{silent} of the first {SILENCE_WINDOWS} training windows ({silent / SILENCE_WINDOWS:.0%}) are digital "
+        "silence (every sample 0), e.g. silent")
+
 def count_training_steps(rank, world, folder, steps, results):
     import os
 

@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import numpy as np
@@ -124,3 +125,42 @@ def test_splits_are_written_in_a_seeded_order_that_mixes_speakers(tmp_path, caps
     assert orders[0] == orders[1] and sorted(orders[0]) == sorted(speakers)  # deterministic, nothing lost
     changes = sum(a != b for a, b in zip(orders[0], orders[0][1:]))
     assert changes >= 12, orders[0]  # speaker by speaker would change 3 times
+
+
+def test_non_finite_recordings_are_skipped_and_flawed_ones_noted(tmp_path):
+    from cpc.data.shards import recording_flaws
+
+    rng = np.random.default_rng(0)
+    speech = (rng.standard_normal(16000) * 0.1).astype(np.float32)
+    clipped = np.clip(speech * 40, -1, 1)
+    cases = {"nan": np.where(np.arange(16000) == 7, np.nan, speech).astype(np.float32), "good": speech,
+             "silent": np.zeros(16000, np.float32), "clipped": clipped, "offset": speech + 0.05}
+    items = []
+    for name, wav in cases.items():
+        sf.write(tmp_path / f"{name}.wav", wav, 16000, subtype="FLOAT")
+        items.append(AudioItem(str(tmp_path / f"{name}.wav"), "s", name))
+    errors, notes = {}, {}
+    index = write_shards(audio_samples(items, 16000, errors=errors, notes=notes), str(tmp_path / "out" / "s-%03d.tar"),
+                         progress=False)
+    assert index["samples"] == 4
+    assert errors == {"non-finite samples (NaN or Inf)": [f"cannot read audio {tmp_path / 'nan.wav'}: it holds NaN or "
+                                                          "infinite samples (the first is sample 7)"]}
+    share = np.mean(np.abs(clipped) >= 32767 / 32768)
+    assert notes == {"are digital silence (every sample 0)": [str(tmp_path / "silent.wav")],
+                     "are clipped (over 0.1% of samples at full scale)": [f"{tmp_path / 'clipped.wav'} ({share:.1%})"],
+                     "have a DC offset (mean over 10% of the RMS)": [
+                         f"{tmp_path / 'offset.wav'} (mean {np.mean(cases['offset'], dtype=np.float64):+.3g}, RMS "
+                         f"{np.sqrt(np.mean(np.square(cases['offset'], dtype=np.float64))):.3g})"]}
+    assert recording_flaws(speech) == {}
+
+
+def test_a_failed_write_leaves_no_shard_behind(tmp_path, corpus):
+    items, _ = corpus
+
+    def failing():
+        yield from itertools.islice(audio_samples(items, 16000), 4)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_shards(failing(), str(tmp_path / "out" / "s-%03d.tar"), max_count=1, progress=False)
+    assert list((tmp_path / "out").iterdir()) == []

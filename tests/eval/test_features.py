@@ -94,6 +94,75 @@ def test_model_features_api_matches_extract():
     assert m.features(torch.randn(2, 3200)).shape == (2, 20, 24)
 
 
+def long_file(path, samples, seed=0):
+    import numpy as np
+    import soundfile as sf
+
+    wav = (np.random.default_rng(seed).standard_normal(samples) * 0.2 + 0.03).astype(np.float32)
+    sf.write(path, wav, 16000, subtype="FLOAT")
+    return torch.from_numpy(wav)
+
+
+@pytest.mark.parametrize("input_norm", ["causal", "window"])
+def test_a_long_file_is_read_in_blocks_and_written_piece_by_piece_as_whole_encoding_gives(tmp_path, input_norm):
+    """A "window" model takes the whole recording's mean and std from the first pass over the file."""
+    import numpy as np
+
+    from cpc.data.stages import SkipCounter
+    from cpc.eval.features import LongRecording, StreamedFeatures, extract_corpus, read_files, save_npy
+    from cpc.data.ingest import AudioItem
+
+    m = model(input_norm=input_norm)
+    wav = long_file(tmp_path / "long.wav", 20000)
+    (tmp_path / "short").mkdir()
+    short = long_file(tmp_path / "short" / "s.wav", 3000, seed=1)
+    items = [AudioItem(str(tmp_path / "short" / "s.wav"), key="s"), AudioItem(str(tmp_path / "long.wav"), key="l"),
+             AudioItem(str(tmp_path / "short" / "s.wav"), key="t")]
+    read = list(read_files(items, 16000, SkipCounter(), long_samples=4000))
+    assert [type(w) for _, w in read] == [np.ndarray, LongRecording, np.ndarray]
+    assert read[1][1].samples == 20000 and np.allclose(read[1][1].stats, utterance_stats(wav), rtol=1e-5)
+    out = list(extract_corpus(m, read, "both", batch=8, chunk_samples=4000))
+    assert [key for key, _ in out] == ["s", "l", "t"]  # order kept: the batch before a long recording goes first
+    assert isinstance(out[1][1], StreamedFeatures) and (out[1][1].frames, out[1][1].dim) == (125, 56)
+    save_npy(tmp_path / "l.npy", out[1][1])
+    assert torch.allclose(torch.from_numpy(np.load(tmp_path / "l.npy")), extract(m, wav, "both"), atol=1e-4)
+    assert torch.allclose(out[0][1], extract(m, short, "both"), atol=1e-5)
+    assert not (tmp_path / "l.npy.partial").exists()
+
+
+def test_a_non_finite_file_is_skipped_and_counted_before_any_frame(tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from cpc.data.ingest import AudioItem
+    from cpc.data.stages import SkipCounter
+    from cpc.eval.features import read_files
+
+    for name, length in (("short", 3000), ("long", 20000)):
+        wav = np.full(length, 0.1, np.float32)
+        wav[5 if name == "short" else 9000] = np.nan if name == "short" else np.inf  # the long: its third block
+        sf.write(tmp_path / f"{name}.wav", wav, 16000, subtype="FLOAT")
+    skips = SkipCounter()
+    items = [AudioItem(str(tmp_path / f"{name}.wav"), key=name) for name in ("short", "long")]
+    assert list(read_files(items, 16000, skips, long_samples=4000)) == []
+    assert skips.report() == (f"2 non-finite samples (NaN or Inf) (e.g. {tmp_path / 'short.wav'}: it holds NaN or "
+                              f"infinite samples (the first is sample 5), {tmp_path / 'long.wav'}: it holds NaN or "
+                              "infinite samples (the first is sample 9000))")
+
+
+def test_featurizers_stream_long_waveforms_in_chunks_with_the_same_frames():
+    from cpc.eval.featurize import bounded_features
+
+    from cpc.eval.features import extract_corpus
+
+    m = model(input_norm="causal")
+    wav = torch.randn(40000) * 0.2
+    assert torch.allclose(bounded_features(m, wav, "c", chunk_seconds=0.5), extract(m, wav), atol=1e-5)
+    whole_only = model("instance")  # a stream refuses it: it encodes every recording whole instead
+    ((_, frames),) = extract_corpus(whole_only, [("a", wav)], chunk_samples=8000)
+    assert torch.equal(frames, extract(whole_only, wav))
+    assert torch.equal(bounded_features(whole_only, wav, "c", chunk_seconds=0.5), extract(whole_only, wav))
+
 def test_bf16_precision_stays_close_in_every_way_and_returns_float32():
     m = model("batch", "lstm")
     wav = torch.randn(8000)
