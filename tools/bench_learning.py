@@ -405,7 +405,9 @@ def run(args) -> dict:
         "budget": budget_of(args), "precision": args.precision, "steps": steps,
         "audio_seconds": None if steps is None else round(steps * config.optim.accumulate * config.data.batch_size * config.data.window
                                / config.cpc.model.sample_rate, 1),
-        "train_wall_s": round(for_training.wall, 1), "train_cpu_s": round(for_training.cpu, 1),
+        # a scored checkpoint was trained elsewhere: its training time is not this process's
+        "train_wall_s": None if args.checkpoint else round(for_training.wall, 1),
+        "train_cpu_s": None if args.checkpoint else round(for_training.cpu, 1),
         "eval_wall_s": round(for_eval.wall, 1), "eval_cpu_s": round(for_eval.cpu, 1),
         "train": logs, "layers": layers, "baselines": baselines,
         "eval": {"dir": str(evalset.folder.resolve()), "index_sha256": evalset.index_sha256,
@@ -467,7 +469,7 @@ def table(paths: list[str]) -> str:
         accuracy = logs.get("accuracy")
         audio = line["audio_seconds"]
         row = [row_label(line), Path(line["recipe"]).stem, str(line["steps"]), cell(audio and audio / 60, 1),
-               cell(line["train_cpu_s"] / 60, 1), cell(logs.get("infonce"), 3),
+               cell(line["train_cpu_s"] and line["train_cpu_s"] / 60, 1), cell(logs.get("infonce"), 3),
                cell(None if accuracy is None else 100 * accuracy, 1)]
         row += [cell(line["layers"].get(layer, {}).get(what)) for layer in layers for what in ("phone", "abx")]
         rows.append(row)

@@ -169,6 +169,7 @@ def test_a_trained_checkpoint_is_scored_without_training_and_a_baseline_can_be_a
     assert run.returncode == 0, run.stderr[-3000:]
     line = json.loads(run.stdout)
     assert line["budget"] == {"checkpoint": shipped} and line["steps"] is None and line["run_dir"] == shipped
+    assert line["train_cpu_s"] is None and line["train_wall_s"] is None
     assert set(line["layers"]) == {"c", "c+mfcc"}
     evalset = bench.load_eval_set(corpus / "dev")
     import cpc
@@ -177,4 +178,4 @@ def test_a_trained_checkpoint_is_scored_without_training_and_a_baseline_can_be_a
     assert line["layers"]["c"] == bench.score(bench.model_featurizer(model, "c"), evalset, "c")
     joined = bench.model_featurizer(model, "c+mfcc")(evalset.utterances[0].wav)
     assert joined.shape[1] == 256 + 39
-    assert bench_run("table", str(results)).stdout.splitlines()[2].startswith("| shipped | cpc_shipped | None | - |")
+    assert bench_run("table", str(results)).stdout.splitlines()[2].startswith("| shipped | cpc_shipped | None | - | - |")
