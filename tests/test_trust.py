@@ -601,12 +601,13 @@ def test_broken_recordings_are_skipped_named_and_counted_and_flawed_ones_noted(t
     assert all(np.isfinite(np.load(p)).all() for p in (tmp_path / "features").iterdir())
     assert checksums(corpus) == before
 
-    # Interrupted mid-way (a shard per 30 s recording, a few seconds of work): no shard is left without the index.
-    for i in range(30):
-        recording(tmp_path / "many" / f"r{i:02d}.wav", 30.0, seed=i)
+    # Interrupted mid-way (a shard per 0.1 s piece: 1,200 shards, seconds of work): no shard is left without the
+    # index that lists it.
+    for i in range(4):
+        recording(tmp_path / "many" / f"r{i}.wav", 30.0, seed=i)
     sharding = subprocess.Popen([sys.executable, "-m", "cpc.cli", "shards", tmp_path / "many", tmp_path / "cut",
-                                 "--shard-mb", "0.01"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+                                 "--max-seconds", "0.1", "--shard-mb", "0.001"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while not (tmp_path / "cut" / "shard-000002.tar").exists() and time.time() < deadline:
         time.sleep(0.02)

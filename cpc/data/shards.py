@@ -94,11 +94,11 @@ def audio_samples(
         except ValueError as error:
             errors.setdefault("unreadable audio", []).append(str(error))
             continue
-        for flaw, detail in recording_flaws(audio).items():
-            notes.setdefault(flaw, []).append(item.path + detail)
         if len(audio) < hop:
             errors.setdefault("empty audio (under one 10 ms frame)", []).append(f"{item.path} ({len(audio)} samples)")
             continue
+        for flaw, detail in recording_flaws(audio).items():
+            notes.setdefault(flaw, []).append(item.path + detail)
         labels = None
         if alignments is not None:
             if key not in alignments:
@@ -163,40 +163,44 @@ def write_shards(
         local_dir.mkdir(parents=True, exist_ok=True)
     shards: dict[str, dict[str, Any]] = {}
     keys: set[str] = set()
-    opened: list[str] = []  # every shard file this call created, for removal when it fails
+    opened: list[str] = []  # every shard file this call starts, named before it exists: removed if the call fails
+
+    def opening(name: str) -> str:  # ShardWriter's opener: the writer then opens the name as it would without one
+        opened.append(name)
+        return name
+
     try:
-        with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0) as writer:
-            opened.append(writer.fname)
+        with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0, opener=opening) as writer:
             for sample in tqdm(samples, desc="writing shards", unit="sample", disable=not progress):
                 if sample["__key__"] in keys:
                     raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
                 keys.add(sample["__key__"])
                 writer.write(sample)
-                if writer.fname != opened[-1]:
-                    opened.append(writer.fname)
                 meta = json.loads(sample["json"])
                 entry = shards.setdefault(writer.fname, {"samples": 0, "seconds": 0.0})
                 entry["samples"] += 1
                 entry["seconds"] += (meta["seconds"] if "seconds" in meta
                                      else meta.get("num_samples", 0) / meta.get("sample_rate", 1))
+        index = {
+            "format": INDEX_FORMAT,
+            "shards": [
+                {"url": Path(name).name if local_dir is not None else name, **entry} for name, entry in shards.items()
+            ],
+            "samples": sum(e["samples"] for e in shards.values()),
+            "seconds": sum(e["seconds"] for e in shards.values()),
+        }
+        if index_path is None and local_dir is not None:
+            index_path = str(local_dir / INDEX_NAME)
+        if index_path is not None:
+            if local_dir is not None:
+                opened.append(index_path)  # an index cut short goes with its shards
+            with wds.gopen(index_path, "wb") as stream:
+                stream.write(json.dumps(index, indent=1).encode())
     except BaseException:  # an error, Ctrl-C: no shard is left without the index that lists it
         if local_dir is not None:
             for name in opened:
                 Path(name).unlink(missing_ok=True)
         raise
-    index = {
-        "format": INDEX_FORMAT,
-        "shards": [
-            {"url": Path(name).name if local_dir is not None else name, **entry} for name, entry in shards.items()
-        ],
-        "samples": sum(e["samples"] for e in shards.values()),
-        "seconds": sum(e["seconds"] for e in shards.values()),
-    }
-    if index_path is None and local_dir is not None:
-        index_path = str(local_dir / INDEX_NAME)
-    if index_path is not None:
-        with wds.gopen(index_path, "wb") as stream:
-            stream.write(json.dumps(index, indent=1).encode())
     return index
 
 
