@@ -383,7 +383,8 @@ def parser() -> argparse.ArgumentParser:
                    help="FEATURES (a folder of <file>.npy, frames x dim; shards of cpc extract or cpc units apply; a "
                         "units .txt) and the item file; with --model, the item file only")
     p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET, A+B)")
-    p.add_argument("--audio", help="with --model: audio shards, an audio folder or one audio file holding the item file's files")
+    p.add_argument("--audio", help="with --model: audio shards, an audio folder or one audio file holding the item "
+                   "file's files")
     p.add_argument("--layer", help="with --model: z, c (default), both or c_bidir; FEATURES shards: the member to read "
                    "(default: what their metadata says)")
     p.add_argument("--speaker-mode", default="both", choices=["within", "across", "both"],
