@@ -95,6 +95,19 @@ def extract(args: argparse.Namespace) -> None:
         print(f"skipped: {skips.report()}")
 
 
+def export(args: argparse.Namespace) -> None:
+    """Checkpoint -> the streaming feature extractor as an ONNX graph (fixed chunk size, state in and out)."""
+    from cpc.checkpoint import load
+    from cpc.eval.export import export_onnx
+
+    model = load(args.checkpoint)
+    rate = model.config.sample_rate
+    step = export_onnx(model, args.out, round(args.chunk_seconds * rate), args.layer)
+    print(f"wrote {args.out}: {step.chunk} samples ({step.chunk / rate:g} s) per call -> {step.chunk // model.hop} "
+          f"frames of {args.layer} ({model.layer_dim(args.layer)}-dim), {step.lag} frame(s) behind the audio; "
+          f"inputs {', '.join(step.input_names())}")
+
+
 def probe(args: argparse.Namespace) -> None:
     """Phone (frame) or speaker probes, or video-clip probes (each clip target from pooled features, per-frame
     labels frame by frame), for each --features with the same probe and split; a table, JSON, PNGs."""
@@ -344,6 +357,16 @@ def parser() -> argparse.ArgumentParser:
                         "utterances: fastest on CPU; see docs/features.md, 'int8 extraction', for what it changes")
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when present")
     p.set_defaults(run=extract)
+
+    p = commands.add_parser("export", help="the streaming feature extractor as ONNX (chunk + state in, frames + "
+                            "state out), for onnxruntime")
+    p.add_argument("checkpoint", help="a checkpoint file or run folder (GRU or LSTM context model)")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--chunk-seconds", type=float, default=0.5,
+                   help="audio per call, fixed in the graph; a multiple of the hop (0.01 s for the bundled models)")
+    p.add_argument("--layer", default="c", choices=["z", "c", "both"],
+                   help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated")
+    p.set_defaults(run=export)
 
     p = commands.add_parser("probe", help="linear phone, speaker or video-clip probes on frozen features")
     p.add_argument("task", choices=["phones", "speakers", "clips"],

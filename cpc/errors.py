@@ -11,3 +11,17 @@ class UserError(Exception):
 
 class Interrupted(Exception):
     """Ctrl-C (SIGINT) stopped the work cleanly; the message says what was saved and how to continue."""
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional dependency that is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """`import module`, or MissingExtra: "<purpose> needs <module>: pip install 'cpc[<extra>]'"."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{purpose} needs {module}: pip install 'cpc[{extra}]' (or pip install {module})") from None
