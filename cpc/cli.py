@@ -49,6 +49,10 @@ def extract(args: argparse.Namespace) -> None:
     from cpc.eval.features import extract_corpus, output_folder, read_files
 
     out = Path(args.out)
+    if args.format == "kaldi":
+        from cpc.eval.archives import check_kaldi_output
+
+        check_kaldi_output(args.dtype)
     earlier = output_folder(out, args.overwrite)
     model = load(args.checkpoint)
     if not args.int8:  # int8 kernels are CPU kernels
@@ -83,6 +87,11 @@ def extract(args: argparse.Namespace) -> None:
             np.save(out / f"{key}.npy", array)
             count += 1
         print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
+    elif args.format == "kaldi":
+        from cpc.eval.archives import write_kaldi_features
+
+        count = write_kaldi_features(features, out)
+        print(f"wrote {count} matrices (frames x dim, float32) to {out / 'feats.ark'} and {out / 'feats.scp'}")
     else:
         frame_rate = rate / model.hop
         samples = ({"__key__": key, f"{args.layer}.npy": npy_bytes(array),
@@ -340,8 +349,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="c", choices=MODEL_LAYERS,
                    help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated, c_bidir: context "
                         "of both directions (bidirectional models; offline, not with --chunk-seconds)")
-    p.add_argument("--format", default="npy", choices=["npy", "shards"],
-                   help="npy: one file per utterance; shards: one tar column, same keys and order as the input")
+    p.add_argument("--format", default="npy", choices=["npy", "shards", "kaldi"],
+                   help="npy: one file per utterance; shards: one tar column, same keys and order as the input; "
+                        "kaldi: feats.ark + feats.scp (pip install 'cpc[kaldi]')")
     p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
     p.add_argument("--chunk-seconds", type=float, default=0.0,

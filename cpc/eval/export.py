@@ -140,15 +140,21 @@ def export_onnx(model: CPCModel, path: str | Path, chunk_samples: int, layer: st
     return step
 
 
+def onnx_session(path: str | Path, threads: int = 1):
+    """An onnxruntime CPU session of an exported extractor, on `threads` threads."""
+    onnxruntime = require("onnxruntime", "export", "running an exported extractor")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 class OnnxFeatureStream:
     """An exported extractor run by onnxruntime with FeatureStream's interface: `push` audio of any length, get the
-    frames completed; `finish` returns the rest (samples // hop frames in all). `stats`: "window" models only."""
+    frames completed; `finish` returns the rest (samples // hop frames in all). `stats`: "window" models only.
+    `source`: the .onnx file, or a session from `onnx_session` to share between streams."""
 
-    def __init__(self, path: str | Path, stats: tuple[float, float] = (0.0, 1.0), threads: int = 1):
-        onnxruntime = require("onnxruntime", "export", "running an exported extractor")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = options.inter_op_num_threads = threads
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def __init__(self, source, stats: tuple[float, float] = (0.0, 1.0)):
+        self.session = source if hasattr(source, "run") else onnx_session(source)
         facts = self.session.get_modelmeta().custom_metadata_map
         self.hop, self.lag, self.chunk = int(facts["hop"]), int(facts["lag"]), int(facts["chunk_samples"])
         self.dim = int(facts["dim"])

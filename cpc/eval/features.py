@@ -215,7 +215,7 @@ def read_files(items: Iterable[AudioItem], sample_rate: int, skips: SkipCounter)
             skips.skip("unreadable audio", str(error).removeprefix("cannot read audio "))
 
 
-EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json")  # what an extraction writes into its folder
+EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json", "feats.ark", "feats.scp")  # what an extraction writes
 
 
 def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:
