@@ -10,11 +10,11 @@ from pathlib import Path
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.ingest import corpus_items
+    from cpc.data.corpora import read_corpus
     from cpc.data.labels import read_alignments, read_splits
     from cpc.data.shards import write_splits
 
-    items = corpus_items(args.source, args.speaker_level)
+    items = read_corpus(args.source, args.speaker_level)
     splits = read_splits(args.split) if args.split else None
     alignments = read_alignments(args.alignments) if args.alignments else None
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
@@ -322,7 +322,8 @@ def parser() -> argparse.ArgumentParser:
 
     commands = Commands()
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
-    p.add_argument("source", help="a folder of audio files, or a TSV manifest with path and speaker columns")
+    p.add_argument("source", help="a folder of audio files, a TSV manifest with path and speaker columns, or a "
+                   "Kaldi data directory (wav.scp, segments, utt2spk, text; pip install 'cpc[kaldi]')")
     p.add_argument("out", help="output folder; one sub-folder per --split")
     p.add_argument("--alignments", help="frame labels, converted_aligned_phones.txt format")
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE", help="key list of a split")

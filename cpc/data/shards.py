@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import webdataset as wds
 
-from cpc.data.ingest import AudioItem, load_audio
+from cpc.data.ingest import AudioItem, load_item
 from cpc.data.labels import fit_labels, frame_samples, safe_key
 from cpc.errors import UserError
 
@@ -63,7 +63,7 @@ def audio_samples(
     for item in items:
         key = item.key or safe_key(Path(item.path).stem)
         try:
-            audio = load_audio(item.path, sample_rate)
+            audio = load_item(item, sample_rate)
         except ValueError as error:
             errors.setdefault("unreadable audio", []).append(str(error))
             continue

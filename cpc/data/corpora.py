@@ -1,0 +1,111 @@
+"""Corpora in the formats of other speech toolkits, read into `AudioItem`s for `cpc shards`, each through the library
+that defines the format, an optional extra: a Kaldi data directory (kaldiio, extra `kaldi`), a Lhotse manifest
+(lhotse, extra `lhotse`) and a Hugging Face dataset saved to disk (datasets, extra `hf`). `read_corpus` picks the
+reader from what the source is and falls back to audio folders and TSV manifests (cpc.data.ingest). Every reader
+gives each utterance a shard-safe key, its speaker and its extra metadata (e.g. the transcript) as fields; the
+audio is read when the shard is written, through `AudioItem.read`."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from cpc.data.ingest import AudioItem, IngestError, corpus_items
+from cpc.data.labels import safe_key
+from cpc.errors import require
+
+
+def read_corpus(source: str | os.PathLike, speaker_level: int = 1, speaker_column: str = "speaker",
+                audio_column: str = "audio") -> list[AudioItem]:
+    """The utterances of `source`: a Kaldi data directory (holds wav.scp), a Lhotse manifest (*.jsonl.gz, or a
+    folder of recordings/supervisions/cuts manifests), a saved Hugging Face dataset (holds dataset_info.json or
+    dataset_dict.json), else an audio folder or TSV manifest (`corpus_items`)."""
+    source = Path(source)
+    if source.is_dir() and (source / "wav.scp").is_file():
+        return items_from_kaldi_dir(source)
+    return corpus_items(source, speaker_level)
+
+
+# ---------------------------------------------------------------------------------------------------------- Kaldi
+
+def read_kaldi_table(path: Path) -> dict[str, str]:
+    """A Kaldi text table (`key value...` per line; wav.scp, utt2spk, text, segments) as {key: rest of line}."""
+    table = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        key, _, value = line.strip().partition(" ")
+        if not key:
+            continue
+        if not value.strip():
+            raise IngestError(f"{path} line {number} has a key ({key!r}) and no value: each line is `key value`")
+        table[key] = value.strip()
+    return table
+
+
+def kaldi_audio(entry: str, start: float = 0.0, end: float = -1.0):
+    """A reader of one wav.scp entry (a path, `path.ark:offset`, or a `command |` pipe), cut to [start, end) seconds
+    (end -1: to the end) as Kaldi's extract-segments does. Read with kaldiio's `open_like_kaldi` and decoded
+    with soundfile (kaldiio's own loader would also unpickle `PKL` entries; audio needs none)."""
+
+    def read() -> tuple[np.ndarray, int]:
+        kaldiio = require("kaldiio", "kaldi", "reading a Kaldi data directory")
+        name, offset = entry, None
+        head, _, tail = entry.rpartition(":")
+        if not entry.rstrip().endswith("|") and head and tail.isdigit():
+            name, offset = head, int(tail)
+        try:
+            stream = kaldiio.utils.open_like_kaldi(name, "rb")
+            if offset is not None:
+                stream.seek(offset)
+            data = stream.read()
+            failed = stream.close()
+            if failed:
+                raise ValueError(f"the command exited with status {failed >> 8}")
+            audio, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        except Exception as error:  # a missing file, a failing pipe, bytes soundfile cannot decode
+            raise ValueError(f"cannot read audio {entry}: {error}") from None
+        mono = audio.mean(axis=1)
+        first = int(start * rate)
+        return (mono[first:] if end < 0 else mono[first : int(end * rate)]), rate
+
+    return read
+
+
+def items_from_kaldi_dir(folder: str | os.PathLike) -> list[AudioItem]:
+    """A Kaldi data directory: wav.scp (recordings: paths, ark offsets or `cmd |` pipes), segments (utterances cut
+    from recordings, when present), utt2spk (speakers), text (kept as the field "text"). Keys: the utterance ids
+    made shard-safe, in sorted order."""
+    require("kaldiio", "kaldi", "reading a Kaldi data directory")
+    folder = Path(folder)
+    tables = {name: read_kaldi_table(folder / name) if (folder / name).is_file() else {}
+              for name in ("wav.scp", "segments", "utt2spk", "text")}
+    recordings = tables["wav.scp"]
+    if not recordings:
+        raise IngestError(f"{folder / 'wav.scp'} lists no recordings: one `recording-id path` (or `recording-id "
+                          "command |`) per line")
+    segments = {}
+    for utterance, value in tables["segments"].items():
+        parts = value.split()
+        try:
+            recording, start, end = parts[0], float(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            raise IngestError(f"{folder / 'segments'}: utterance {utterance!r} has {value!r}; each line is "
+                              "`utterance-id recording-id start-seconds end-seconds`") from None
+        if recording not in recordings:
+            raise IngestError(f"{folder / 'segments'}: utterance {utterance!r} is cut from recording {recording!r}, "
+                              f"which wav.scp does not list: add it to wav.scp or drop the line")
+        segments[utterance] = (recording, start, end)
+    if not tables["segments"]:
+        segments = {recording: (recording, 0.0, -1.0) for recording in recordings}
+    items = []
+    for utterance, (recording, start, end) in sorted(segments.items()):
+        fields = {"text": tables["text"][utterance]} if utterance in tables["text"] else {}
+        if tables["segments"]:
+            fields.update(recording=recording, start_seconds=start, end_seconds=end)
+        entry = recordings[recording]
+        items.append(AudioItem(entry, tables["utt2spk"].get(utterance, ""), safe_key(utterance), fields,
+                               read=kaldi_audio(entry, start, end)))
+    return items

@@ -1,0 +1,96 @@
+"""Corpora of other toolkits through `cpc shards`: each gives the shards an audio folder of the same recordings
+gives (keys, speakers, audio), with its extra metadata kept."""
+
+import io
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import webdataset as wds
+
+from cpc.cli import main
+from cpc.data.shards import resolve_shards
+
+RATE = 16000
+
+
+def shard_contents(folder):
+    """{key: (speaker, audio samples, metadata)} of a shard set."""
+    out = {}
+    for sample in wds.WebDataset(resolve_shards(folder), shardshuffle=False):
+        meta = json.loads(sample["json"])
+        out[sample["__key__"]] = (meta["speaker"], sf.read(io.BytesIO(sample["flac"]))[0], meta)
+    return out
+
+
+@pytest.fixture
+def recordings(tmp_path):
+    """An audio folder speaker/utterance.wav (one file at 8 kHz) and its shards: the reference."""
+    rng = np.random.default_rng(0)
+    audio = {}
+    for speaker, utterance, rate in (("alice", "a1", RATE), ("alice", "a2", RATE), ("bob", "b1", 8000)):
+        (tmp_path / "folder" / speaker).mkdir(parents=True, exist_ok=True)
+        wav = (rng.standard_normal(rate // 2 + 37 * (len(audio) + 1)) * 0.1).astype(np.float32)
+        sf.write(tmp_path / "folder" / speaker / f"{utterance}.wav", wav, rate, subtype="FLOAT")
+        audio[f"{speaker}_{utterance}"] = (speaker, tmp_path / "folder" / speaker / f"{utterance}.wav", wav, rate)
+    main(["shards", str(tmp_path / "folder"), str(tmp_path / "from_folder")])
+    return audio, shard_contents(tmp_path / "from_folder")
+
+
+def assert_same_shards(expected, got):
+    assert list(got) == list(expected)  # the same keys in the same (seeded) order
+    for key, (speaker, audio, _) in expected.items():
+        assert got[key][0] == speaker and np.array_equal(got[key][1], audio)
+
+
+def test_kaldi_data_directory_with_a_pipe_gives_the_folder_shards(tmp_path, recordings):
+    pytest.importorskip("kaldiio")
+    audio, expected = recordings
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    lines = [f"{key} cat {path} |" if key == "alice_a2" else f"{key} {path}" for key, (_, path, _, _) in audio.items()]
+    (kaldi / "wav.scp").write_text("\n".join(lines) + "\n")
+    (kaldi / "utt2spk").write_text("".join(f"{key} {speaker}\n" for key, (speaker, *_) in audio.items()))
+    (kaldi / "text").write_text("alice_a1 HELLO WORLD\n")
+    main(["shards", str(kaldi), str(tmp_path / "from_kaldi")])
+    got = shard_contents(tmp_path / "from_kaldi")
+    assert_same_shards(expected, got)
+    assert got["alice_a1"][2]["text"] == "HELLO WORLD" and "text" not in got["bob_b1"][2]
+
+
+def test_kaldi_segments_cut_recordings_as_extract_segments_does(tmp_path, recordings):
+    pytest.importorskip("kaldiio")
+    audio, expected = recordings
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    # alice's two utterances as one recording, cut back apart by segments
+    a1, a2 = audio["alice_a1"][2], audio["alice_a2"][2]
+    sf.write(tmp_path / "alice.wav", np.concatenate([a1, a2]), RATE, subtype="FLOAT")
+    (kaldi / "wav.scp").write_text(f"rec_alice {tmp_path / 'alice.wav'}\nrec_bob {audio['bob_b1'][1]}\n")
+    (kaldi / "segments").write_text(f"alice_a1 rec_alice 0 {len(a1) / RATE}\nalice_a2 rec_alice {len(a1) / RATE} -1\n"
+                                    "bob_b1 rec_bob 0 -1\n")
+    (kaldi / "utt2spk").write_text("alice_a1 alice\nalice_a2 alice\nbob_b1 bob\n")
+    main(["shards", str(kaldi), str(tmp_path / "from_kaldi")])
+    got = shard_contents(tmp_path / "from_kaldi")
+    assert_same_shards(expected, got)
+    assert got["alice_a2"][2]["recording"] == "rec_alice" and got["alice_a2"][2]["start_seconds"] == len(a1) / RATE
+
+
+def test_kaldi_mistakes_are_one_line(tmp_path, capsys):
+    pytest.importorskip("kaldiio")
+    kaldi = tmp_path / "kaldi"
+    kaldi.mkdir()
+    (kaldi / "wav.scp").write_text("rec1 /nowhere.wav\n")
+    (kaldi / "segments").write_text("u1 rec2 0 1\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["shards", str(kaldi), str(tmp_path / "out")])
+    assert exited.value.code == 2 and capsys.readouterr().err == (
+        f"cpc shards: {kaldi / 'segments'}: utterance 'u1' is cut from recording 'rec2', which wav.scp does not "
+        "list: add it to wav.scp or drop the line\n")
+    (kaldi / "segments").unlink()
+    (kaldi / "wav.scp").write_text(f"rec1 /nowhere.wav\nrec2 false |\nrec3 {tmp_path / 'ok.wav'}\n")
+    sf.write(tmp_path / "ok.wav", np.zeros(RATE // 10, np.float32), RATE)
+    main(["shards", str(kaldi), str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert "shards: 1 samples" in printed and "skipped 2, unreadable audio" in printed
