@@ -27,6 +27,8 @@ def read_corpus(source: str | os.PathLike, speaker_level: int = 1, speaker_colum
     source = Path(source)
     if source.is_dir() and (source / "wav.scp").is_file():
         return items_from_kaldi_dir(source)
+    if is_lhotse_manifest(source):
+        return items_from_lhotse(source)
     return corpus_items(source, speaker_level)
 
 
@@ -109,3 +111,60 @@ def items_from_kaldi_dir(folder: str | os.PathLike) -> list[AudioItem]:
         items.append(AudioItem(entry, tables["utt2spk"].get(utterance, ""), safe_key(utterance), fields,
                                read=kaldi_audio(entry, start, end)))
     return items
+
+
+# --------------------------------------------------------------------------------------------------------- Lhotse
+
+LHOTSE_SUFFIXES = (".jsonl.gz", ".jsonl", ".json.gz", ".json")
+
+
+def is_lhotse_manifest(path: Path) -> bool:
+    return path.is_file() and path.name.endswith(LHOTSE_SUFFIXES)
+
+
+def items_from_lhotse(path: str | os.PathLike) -> list[AudioItem]:
+    """A Lhotse manifest: a CutSet (one utterance per cut: key the cut id, speaker and text from its supervisions),
+    or a RecordingSet whose SupervisionSet lies beside it (`*recordings*` -> `*supervisions*` in the name): one
+    utterance per supervision (key its id), or per recording when there is none."""
+    lhotse = require("lhotse", "lhotse", "reading a Lhotse manifest")
+    path = Path(path)
+    try:
+        manifest = lhotse.load_manifest(path)
+    except Exception as error:  # not JSON, or JSON lhotse does not recognise
+        raise IngestError(f"{path} is not a Lhotse manifest lhotse can read ({error}): give a CutSet or a "
+                          "RecordingSet (.jsonl.gz)") from None
+    if isinstance(manifest, lhotse.CutSet):
+        return [lhotse_item(cut.id, cut, cut.supervisions) for cut in manifest]
+    if not isinstance(manifest, lhotse.RecordingSet):
+        raise IngestError(f"{path} holds a {type(manifest).__name__}: give the CutSet, or the RecordingSet (its "
+                          "SupervisionSet is read from beside it)")
+    beside = path.with_name(path.name.replace("recordings", "supervisions"))
+    if beside == path or not beside.is_file():
+        return [lhotse_item(recording.id, recording, []) for recording in manifest]
+    items = []
+    for supervision in lhotse.load_manifest(beside):
+        if supervision.recording_id not in manifest:
+            raise IngestError(f"{beside}: supervision {supervision.id!r} names recording {supervision.recording_id!r}, "
+                              f"which {path.name} does not hold")
+        recording = manifest[supervision.recording_id]
+        items.append(lhotse_item(supervision.id, recording, [supervision],
+                                 offset=supervision.start, duration=supervision.duration))
+    return items
+
+
+def lhotse_item(key: str, source, supervisions: list, offset: float = 0.0, duration: float | None = None) -> AudioItem:
+    """An item reading a Lhotse cut or recording (a stretch of it) through lhotse, channels down-mixed."""
+    speakers = [s.speaker for s in supervisions if s.speaker]
+    texts = [s.text for s in supervisions if s.text]
+    fields = {"text": " ".join(texts)} if texts else {}
+    if duration is not None:
+        fields.update(recording=source.id, start_seconds=offset, end_seconds=offset + duration)
+
+    def read() -> tuple[np.ndarray, int]:
+        try:
+            audio = source.load_audio() if duration is None else source.load_audio(offset=offset, duration=duration)
+        except Exception as error:  # a missing or undecodable file: lhotse's own exception types vary by backend
+            raise ValueError(f"cannot read audio {key}: {error}") from None
+        return np.asarray(audio, np.float32).reshape(-1, audio.shape[-1]).mean(axis=0), source.sampling_rate
+
+    return AudioItem(key, speakers[0] if speakers else "", safe_key(key), fields, read=read)

@@ -94,3 +94,34 @@ def test_kaldi_mistakes_are_one_line(tmp_path, capsys):
     main(["shards", str(kaldi), str(tmp_path / "out")])
     printed = capsys.readouterr().out
     assert "shards: 1 samples" in printed and "skipped 2, unreadable audio" in printed
+
+
+def lhotse_manifests(tmp_path, audio):
+    lhotse = pytest.importorskip("lhotse")
+    recordings = lhotse.RecordingSet.from_recordings(
+        lhotse.Recording.from_file(path, recording_id=key) for key, (_, path, _, _) in audio.items())
+    supervisions = lhotse.SupervisionSet.from_segments(
+        lhotse.SupervisionSegment(key, key, 0.0, recordings[key].duration, speaker=speaker, text=f"words of {key}")
+        for key, (speaker, *_) in audio.items())
+    return lhotse, recordings, supervisions
+
+
+def test_lhotse_recordings_with_supervisions_give_the_folder_shards(tmp_path, recordings):
+    audio, expected = recordings
+    lhotse, recording_set, supervision_set = lhotse_manifests(tmp_path, audio)
+    recording_set.to_file(tmp_path / "corpus_recordings_all.jsonl.gz")
+    supervision_set.to_file(tmp_path / "corpus_supervisions_all.jsonl.gz")
+    main(["shards", str(tmp_path / "corpus_recordings_all.jsonl.gz"), str(tmp_path / "from_lhotse")])
+    got = shard_contents(tmp_path / "from_lhotse")
+    assert_same_shards(expected, got)
+    assert got["bob_b1"][2]["text"] == "words of bob_b1"
+
+
+def test_lhotse_cutset_gives_the_folder_shards(tmp_path, recordings):
+    audio, expected = recordings
+    lhotse, recording_set, supervision_set = lhotse_manifests(tmp_path, audio)
+    cuts = lhotse.CutSet.from_manifests(recording_set, supervision_set)  # cut ids are made up: name them as above
+    cuts = lhotse.CutSet.from_cuts(cut.with_id(cut.recording_id) for cut in cuts)
+    cuts.to_file(tmp_path / "cuts.jsonl.gz")
+    main(["shards", str(tmp_path / "cuts.jsonl.gz"), str(tmp_path / "from_cuts")])
+    assert_same_shards(expected, shard_contents(tmp_path / "from_cuts"))
