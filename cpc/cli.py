@@ -14,7 +14,7 @@ def shards(args: argparse.Namespace) -> None:
     from cpc.data.labels import read_alignments, read_splits
     from cpc.data.shards import write_splits
 
-    items = read_corpus(args.source, args.speaker_level)
+    items = read_corpus(args.source, args.speaker_level, args.audio_column, args.speaker_column)
     splits = read_splits(args.split) if args.split else None
     alignments = read_alignments(args.alignments) if args.alignments else None
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
@@ -322,12 +322,16 @@ def parser() -> argparse.ArgumentParser:
 
     commands = Commands()
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
-    p.add_argument("source", help="a folder of audio files, a TSV manifest with path and speaker columns, or a "
-                   "Kaldi data directory (wav.scp, segments, utt2spk, text; pip install 'cpc[kaldi]')")
+    p.add_argument("source", help="a folder of audio files; a TSV manifest with path and speaker columns; a Kaldi "
+                   "data directory (wav.scp, segments, utt2spk, text; cpc[kaldi]); a Lhotse CutSet or RecordingSet "
+                   ".jsonl.gz (cpc[lhotse]); a Hugging Face dataset folder from save_to_disk (cpc[hf])")
     p.add_argument("out", help="output folder; one sub-folder per --split")
     p.add_argument("--alignments", help="frame labels, converted_aligned_phones.txt format")
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE", help="key list of a split")
     p.add_argument("--speaker-level", type=int, default=1, help="folder levels above a file naming its speaker")
+    p.add_argument("--audio-column", default="audio", help="Hugging Face datasets: the Audio column")
+    p.add_argument("--speaker-column", help="Hugging Face datasets: the speaker column (default: speaker, else "
+                   "speaker_id, else none)")
     p.add_argument("--max-seconds", type=float, default=30.0, help="longer recordings are cut into pieces")
     p.add_argument("--shard-mb", type=float, default=500.0, help="a new shard starts once one holds this many MB")
     p.add_argument("--sample-rate", type=int, default=CPCModelConfig.sample_rate,

@@ -19,8 +19,8 @@ from cpc.data.labels import safe_key
 from cpc.errors import require
 
 
-def read_corpus(source: str | os.PathLike, speaker_level: int = 1, speaker_column: str = "speaker",
-                audio_column: str = "audio") -> list[AudioItem]:
+def read_corpus(source: str | os.PathLike, speaker_level: int = 1, audio_column: str = "audio",
+                speaker_column: str | None = None) -> list[AudioItem]:
     """The utterances of `source`: a Kaldi data directory (holds wav.scp), a Lhotse manifest (*.jsonl.gz, or a
     folder of recordings/supervisions/cuts manifests), a saved Hugging Face dataset (holds dataset_info.json or
     dataset_dict.json), else an audio folder or TSV manifest (`corpus_items`)."""
@@ -29,6 +29,8 @@ def read_corpus(source: str | os.PathLike, speaker_level: int = 1, speaker_colum
         return items_from_kaldi_dir(source)
     if is_lhotse_manifest(source):
         return items_from_lhotse(source)
+    if is_hf_dataset(source):
+        return items_from_hf_dataset(source, audio_column, speaker_column)
     return corpus_items(source, speaker_level)
 
 
@@ -168,3 +170,67 @@ def lhotse_item(key: str, source, supervisions: list, offset: float = 0.0, durat
         return np.asarray(audio, np.float32).reshape(-1, audio.shape[-1]).mean(axis=0), source.sampling_rate
 
     return AudioItem(key, speakers[0] if speakers else "", safe_key(key), fields, read=read)
+
+
+# ---------------------------------------------------------------------------------------------- Hugging Face
+
+def is_hf_dataset(path: Path) -> bool:
+    """A folder written by `Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."""
+    return path.is_dir() and ((path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+                              or (path / "dataset_dict.json").is_file())
+
+
+def items_from_hf_dataset(folder: str | os.PathLike, audio_column: str = "audio",
+                          speaker_column: str | None = None) -> list[AudioItem]:
+    """A Hugging Face audio dataset saved to disk: one utterance per row, its audio from `audio_column` (an Audio
+    feature, decoded here with soundfile from the stored bytes or path), its speaker from `speaker_column`
+    (default: `speaker`, else `speaker_id`, else none), its key from the `id` column (else row000000, ...);
+    other text and number columns kept as metadata."""
+    datasets = require("datasets", "hf", "reading a Hugging Face dataset")
+    folder = Path(folder)
+    if (folder / "dataset_dict.json").is_file():
+        splits = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        raise IngestError(f"{folder} holds the splits {', '.join(splits)} of a DatasetDict: give one split's folder "
+                          f"(e.g. {folder / splits[0]}) per `cpc shards` call" if splits else f"{folder} holds no split")
+    table = datasets.load_from_disk(str(folder))
+    columns = table.column_names
+    if not isinstance(table.features.get(audio_column), datasets.Audio):
+        audio_like = [name for name, kind in table.features.items() if isinstance(kind, datasets.Audio)]
+        raise IngestError(f"{folder}: column {audio_column!r} is not an Audio column (columns {columns}): name the "
+                          f"audio column with --audio-column" + (f" (e.g. {audio_like[0]})" if audio_like else ""))
+    if speaker_column is None:
+        speaker_column = next((name for name in ("speaker", "speaker_id") if name in columns), "")
+    elif speaker_column not in columns:
+        raise IngestError(f"{folder}: no column {speaker_column!r} (--speaker-column); its columns are {columns}")
+    table = table.cast_column(audio_column, datasets.Audio(decode=False))  # decoding here needs no torchcodec
+    metadata = [name for name, kind in table.features.items() if name not in (audio_column, speaker_column, "id")
+                and isinstance(kind, datasets.Value) and json_scalar(kind.dtype)]
+    items = []
+    others = [name for name in columns if name != audio_column]
+    records = table.select_columns(others) if others else [{}] * len(table)  # zero columns would read as zero rows
+    for row, record in enumerate(records):
+        key = safe_key(str(record["id"])) if "id" in columns else f"row{row:06d}"
+        speaker = str(record[speaker_column]) if speaker_column else ""
+        items.append(AudioItem(f"{folder} row {row}", speaker, key, {name: record[name] for name in metadata},
+                               read=hf_audio(table, row, audio_column, f"{folder} row {row}")))
+    return items
+
+
+def json_scalar(dtype: str) -> bool:
+    """A datasets Value dtype that JSON metadata holds as it is: text, booleans and numbers."""
+    return dtype in ("string", "large_string", "bool") or dtype.startswith(("int", "uint", "float"))
+
+
+def hf_audio(table, row: int, column: str, where: str):
+    """A reader of one row's stored audio (bytes, else the file it names)."""
+
+    def read() -> tuple[np.ndarray, int]:
+        stored = table[row][column]
+        try:
+            audio, rate = sf.read(io.BytesIO(stored["bytes"]) if stored.get("bytes") else stored["path"],
+                                  dtype="float32", always_2d=True)
+        except Exception as error:  # no bytes and a missing file, or bytes soundfile cannot decode
+            raise ValueError(f"cannot read audio {where}: {error}") from None
+        return audio.mean(axis=1), rate
+
+    return read

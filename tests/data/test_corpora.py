@@ -125,3 +125,36 @@ def test_lhotse_cutset_gives_the_folder_shards(tmp_path, recordings):
     cuts.to_file(tmp_path / "cuts.jsonl.gz")
     main(["shards", str(tmp_path / "cuts.jsonl.gz"), str(tmp_path / "from_cuts")])
     assert_same_shards(expected, shard_contents(tmp_path / "from_cuts"))
+
+
+def test_hugging_face_dataset_saved_to_disk_gives_the_folder_shards(tmp_path, recordings):
+    datasets = pytest.importorskip("datasets")
+    audio, expected = recordings
+    columns = {"clip": [str(path) for _, path, _, _ in audio.values()], "id": list(audio),
+               "speaker_id": [speaker for speaker, *_ in audio.values()], "sentence": [f"words of {k}" for k in audio]}
+    table = datasets.Dataset.from_dict(columns).cast_column("clip", datasets.Audio())
+    datasets.DatasetDict({"train": table}).save_to_disk(str(tmp_path / "hf"))
+    for path in audio.values():  # the saved dataset holds the audio bytes: the files are not needed any more
+        path[1].unlink()
+    main(["shards", str(tmp_path / "hf" / "train"), str(tmp_path / "from_hf"), "--audio-column", "clip"])
+    got = shard_contents(tmp_path / "from_hf")
+    assert_same_shards(expected, got)
+    assert got["bob_b1"][2]["sentence"] == "words of bob_b1"
+
+
+def test_hugging_face_mistakes_are_one_line(tmp_path, capsys):
+    datasets = pytest.importorskip("datasets")
+    sf.write(tmp_path / "a.wav", np.zeros(RATE // 10, np.float32), RATE)
+    table = datasets.Dataset.from_dict({"audio": [str(tmp_path / "a.wav")]}).cast_column("audio", datasets.Audio())
+    datasets.DatasetDict({"train": table, "test": table}).save_to_disk(str(tmp_path / "hf"))
+    capsys.readouterr()  # datasets' own progress bars
+    for argv, message in (([str(tmp_path / "hf")], f"{tmp_path / 'hf'} holds the splits test, train of a "
+                           f"DatasetDict: give one split's folder (e.g. {tmp_path / 'hf' / 'test'}) per `cpc shards` call"),
+                          ([str(tmp_path / "hf" / "train"), "--audio-column", "wav"],
+                           f"{tmp_path / 'hf' / 'train'}: column 'wav' is not an Audio column (columns ['audio']): "
+                           "name the audio column with --audio-column (e.g. audio)")):
+        with pytest.raises(SystemExit) as exited:
+            main(["shards", argv[0], str(tmp_path / "out"), *argv[1:]])
+        assert exited.value.code == 2 and capsys.readouterr().err == f"cpc shards: {message}\n"
+    main(["shards", str(tmp_path / "hf" / "train"), str(tmp_path / "out")])
+    assert list(shard_contents(tmp_path / "out")) == ["row000000"]
