@@ -26,16 +26,23 @@ import torch
 from torch import nn
 
 from cpc.errors import require
-from cpc.eval.features import ExtractError
+from cpc.eval.features import ExtractError, min_chunk_samples
 from cpc.models.cpc import OFFLINE_LAYERS, CPCModel, check_layer, select_layer
 
-DEFAULT_CHUNK_SECONDS = 0.5
+STATE_TYPES = {"position": np.int64, "norm_sum": np.float64}  # the other inputs are float32
 OPSET = 17  # LayerNorm (the channel norm) is one ONNX op from opset 17
 
 
 def stream_lag(model: CPCModel) -> int:
     """Frames by which a stream's output trails its input: the encoder's look-ahead past a frame, in whole hops."""
     return -(-model.encoder.pad_right // model.hop)
+
+
+def first_state(shapes: dict[str, tuple[int, ...]], stats: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
+    """The state inputs of a stream's first call (name -> shape given): zeros, and `stats`, a "window" model's
+    utterance (mean, std)."""
+    return {name: np.array(stats, np.float32) if name == "stats" else np.zeros(shape, STATE_TYPES.get(name, np.float32))
+            for name, shape in shapes.items()}
 
 
 class StreamingStep(nn.Module):
@@ -57,13 +64,12 @@ class StreamingStep(nn.Module):
     def output_names(self) -> list[str]:
         return ["features"] + ["next_" + name for name in self.input_names()[2:] if name != "stats"]
 
-    def initial_state(self, stats: tuple[float, float] = (0.0, 1.0)) -> dict[str, np.ndarray]:
-        """The state inputs of the first call (stats: a "window" model's utterance mean and std)."""
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The state inputs, in order, with their shapes."""
         rnn = self.model.ar.rnn
-        zeros = np.zeros((rnn.num_layers, 1, rnn.hidden_size), np.float32)
-        state = {"context": np.zeros((1, self.context), np.float32), "position": np.zeros(1, np.int64),
-                 "norm_sum": np.zeros(1, np.float64), "stats": np.array(stats, np.float32), "h": zeros, "c": zeros}
-        return {name: state[name] for name in self.input_names()[2:]}
+        shapes = {"context": (1, self.context), "position": (1,), "norm_sum": (1,), "stats": (2,),
+                  "h": (rnn.num_layers, 1, rnn.hidden_size), "c": (rnn.num_layers, 1, rnn.hidden_size)}
+        return {name: shapes[name] for name in self.input_names()[2:]}
 
     def forward(self, audio, valid, context, position, *rest):
         norm, rest = (rest[:1], rest[1:]) if self.norm != "none" else ((), rest)
@@ -111,7 +117,7 @@ def check_exportable(model: CPCModel, chunk_samples: int, layer: str) -> None:
                            "(its attention cache grows with the stream): extract with `cpc extract --chunk-seconds`")
     if model.config.encoder.norm == "instance":
         raise ExtractError("instance norm uses whole-sequence statistics: a model with it cannot be streamed")
-    least = max(model.hop, -(-model.encoder.field // model.hop) * model.hop)
+    least = min_chunk_samples(model)
     if chunk_samples % model.hop or chunk_samples < least:
         rate = model.config.sample_rate
         raise ExtractError(f"chunks of {chunk_samples} samples (--chunk-seconds {chunk_samples / rate:g}): use a "
@@ -125,7 +131,7 @@ def export_onnx(model: CPCModel, path: str | Path, chunk_samples: int, layer: st
     onnx = require("onnx", "export", "cpc export")
     step = StreamingStep(model.float().cpu(), chunk_samples, layer)
     example = {"audio": np.zeros((1, chunk_samples), np.float32), "valid": np.array([chunk_samples]),
-               **step.initial_state()}
+               **first_state(step.state_shapes())}
     args = tuple(torch.from_numpy(example[name]) for name in step.input_names())
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
@@ -158,11 +164,7 @@ class OnnxFeatureStream:
         facts = self.session.get_modelmeta().custom_metadata_map
         self.hop, self.lag, self.chunk = int(facts["hop"]), int(facts["lag"]), int(facts["chunk_samples"])
         self.dim = int(facts["dim"])
-        shapes = {node.name: node.shape for node in self.session.get_inputs()}
-        initial = {"context": np.zeros(shapes["context"], np.float32), "position": np.zeros(1, np.int64),
-                   "norm_sum": np.zeros(1, np.float64), "stats": np.array(stats, np.float32),
-                   "h": np.zeros(shapes["h"], np.float32), "c": np.zeros(shapes.get("c", 0), np.float32)}
-        self.state = {name: initial[name] for name in list(shapes)[2:]}
+        self.state = first_state({node.name: node.shape for node in self.session.get_inputs()[2:]}, stats)
         self.pending = np.zeros(0, np.float32)
         self.samples = self.emitted = self.calls = 0
 
