@@ -189,9 +189,9 @@ def items_from_hf_dataset(folder: str | os.PathLike, audio_column: str = "audio"
     datasets = require("datasets", "hf", "reading a Hugging Face dataset")
     folder = Path(folder)
     if (folder / "dataset_dict.json").is_file():
-        splits = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        splits = sorted(p.name for p in folder.iterdir() if p.is_dir()) or ["SPLIT"]
         raise IngestError(f"{folder} holds the splits {', '.join(splits)} of a DatasetDict: give one split's folder "
-                          f"(e.g. {folder / splits[0]}) per `cpc shards` call" if splits else f"{folder} holds no split")
+                          f"(e.g. {folder / splits[0]}) per `cpc shards` call")
     table = datasets.load_from_disk(str(folder))
     columns = table.column_names
     if not isinstance(table.features.get(audio_column), datasets.Audio):

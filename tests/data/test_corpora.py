@@ -148,8 +148,8 @@ def test_hugging_face_mistakes_are_one_line(tmp_path, capsys):
     table = datasets.Dataset.from_dict({"audio": [str(tmp_path / "a.wav")]}).cast_column("audio", datasets.Audio())
     datasets.DatasetDict({"train": table, "test": table}).save_to_disk(str(tmp_path / "hf"))
     capsys.readouterr()  # datasets' own progress bars
-    for argv, message in (([str(tmp_path / "hf")], f"{tmp_path / 'hf'} holds the splits test, train of a "
-                           f"DatasetDict: give one split's folder (e.g. {tmp_path / 'hf' / 'test'}) per `cpc shards` call"),
+    for argv, message in (([str(tmp_path / "hf")], f"{tmp_path / 'hf'} holds the splits test, train of a DatasetDict: "
+                           f"give one split's folder (e.g. {tmp_path / 'hf' / 'test'}) per `cpc shards` call"),
                           ([str(tmp_path / "hf" / "train"), "--audio-column", "wav"],
                            f"{tmp_path / 'hf' / 'train'}: column 'wav' is not an Audio column (columns ['audio']): "
                            "name the audio column with --audio-column (e.g. audio)")):
@@ -158,3 +158,17 @@ def test_hugging_face_mistakes_are_one_line(tmp_path, capsys):
         assert exited.value.code == 2 and capsys.readouterr().err == f"cpc shards: {message}\n"
     main(["shards", str(tmp_path / "hf" / "train"), str(tmp_path / "out")])
     assert list(shard_contents(tmp_path / "out")) == ["row000000"]
+
+
+def test_kaldi_wav_scp_entries_pointing_into_an_archive(tmp_path):
+    kaldiio = pytest.importorskip("kaldiio")
+    from cpc.data.corpora import read_corpus
+
+    rng = np.random.default_rng(0)
+    audio = {key: (rng.standard_normal(samples) * 3000).astype(np.int16) for key, samples in (("u1", RATE), ("u2", 800))}
+    kaldiio.save_ark(str(tmp_path / "wav.ark"), {k: (RATE, a) for k, a in audio.items()}, scp=str(tmp_path / "wav.scp"))
+    items = read_corpus(tmp_path)
+    assert [item.path.rsplit(":", 1)[0] for item in items] == [str(tmp_path / "wav.ark")] * 2  # path.ark:offset
+    for item in items:
+        samples, rate = item.read()
+        assert rate == RATE and np.array_equal(samples * 32768, audio[item.key])
