@@ -2,6 +2,7 @@
 gives (keys, speakers, audio), with its extra metadata kept."""
 
 import io
+import sys
 import json
 
 import numpy as np
@@ -172,3 +173,19 @@ def test_kaldi_wav_scp_entries_pointing_into_an_archive(tmp_path):
     for item in items:
         samples, rate = item.read()
         assert rate == RATE and np.array_equal(samples * 32768, audio[item.key])
+
+
+@pytest.mark.parametrize("module, extra, files, what", [
+    ("kaldiio", "kaldi", ["wav.scp"], "reading a Kaldi data directory"),
+    ("lhotse", "lhotse", ["cuts.jsonl.gz"], "reading a Lhotse manifest"),
+    ("datasets", "hf", ["state.json", "dataset_info.json"], "reading a Hugging Face dataset")])
+def test_a_missing_library_is_named_with_its_extra(tmp_path, capsys, monkeypatch, module, extra, files, what):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    for name in files:
+        (tmp_path / "corpus" / name).parent.mkdir(exist_ok=True)
+        (tmp_path / "corpus" / name).write_text("x 1\n")
+    source = tmp_path / "corpus" / files[0] if files[0].endswith(".gz") else tmp_path / "corpus"
+    with pytest.raises(SystemExit) as exited:
+        main(["shards", str(source), str(tmp_path / "out")])
+    assert exited.value.code == 2 and capsys.readouterr().err == (
+        f"cpc shards: {what} needs {module}: pip install 'cpc[{extra}]' (or pip install {module})\n")
