@@ -10,15 +10,20 @@ from pathlib import Path
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.corpora import read_corpus
+    from cpc.data.corpora import corpus_alignments, read_corpus
     from cpc.data.labels import read_alignments, read_splits
     from cpc.data.shards import write_splits
 
     items = read_corpus(args.source, args.speaker_level, args.audio_column, args.speaker_column)
     splits = read_splits(args.split) if args.split else None
-    alignments = read_alignments(args.alignments) if args.alignments else None
+    # --alignments, else those the source carries (Lhotse supervisions), whose label names go to OUT/phones.txt
+    alignments, names = (read_alignments(args.alignments), []) if args.alignments else corpus_alignments(args.source)
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
                  sample_rate=args.sample_rate)
+    if names:
+        (Path(args.out) / "phones.txt").write_text("".join(f"{name}\n" for name in names))
+        print(f"frame labels from the manifest's phone alignments: {len(names)} classes, names by id in "
+              f"{Path(args.out) / 'phones.txt'}")
 
 
 def pretrain(args: argparse.Namespace) -> None:

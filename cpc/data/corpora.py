@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
 from cpc.data.ingest import AudioItem, IngestError, corpus_items
-from cpc.data.labels import safe_key
+from cpc.data.labels import FRAME_SECONDS, safe_key
 from cpc.errors import require
 
 
 def read_corpus(source: str | os.PathLike, speaker_level: int = 1, audio_column: str = "audio",
                 speaker_column: str | None = None) -> list[AudioItem]:
-    """The utterances of `source`: a Kaldi data directory (holds wav.scp), a Lhotse manifest (*.jsonl.gz, or a
-    folder of recordings/supervisions/cuts manifests), a saved Hugging Face dataset (holds dataset_info.json or
-    dataset_dict.json), else an audio folder or TSV manifest (`corpus_items`)."""
+    """The utterances of `source`: a Kaldi data directory (holds wav.scp), a Lhotse manifest (.jsonl.gz, .json),
+    a saved Hugging Face dataset (holds dataset_info.json or dataset_dict.json), else an audio folder or TSV
+    manifest (`corpus_items`)."""
     source = Path(source)
     if source.is_dir() and (source / "wav.scp").is_file():
         return items_from_kaldi_dir(source)
@@ -32,6 +34,15 @@ def read_corpus(source: str | os.PathLike, speaker_level: int = 1, audio_column:
     if is_hf_dataset(source):
         return items_from_hf_dataset(source, audio_column, speaker_column)
     return corpus_items(source, speaker_level)
+
+
+def corpus_alignments(source: str | os.PathLike) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    """The frame labels a source carries itself, and their names by id: a Lhotse manifest's phone alignments
+    (`lhotse_alignments`); (None, []) for every other source and for manifests without alignments."""
+    if not is_lhotse_manifest(Path(source)):
+        return None, []
+    alignments, names = lhotse_alignments(source)
+    return alignments or None, names
 
 
 # ---------------------------------------------------------------------------------------------------------- Kaldi
@@ -124,10 +135,21 @@ def is_lhotse_manifest(path: Path) -> bool:
     return path.is_file() and path.name.endswith(LHOTSE_SUFFIXES)
 
 
-def items_from_lhotse(path: str | os.PathLike) -> list[AudioItem]:
-    """A Lhotse manifest: a CutSet (one utterance per cut: key the cut id, speaker and text from its supervisions),
-    or a RecordingSet whose SupervisionSet lies beside it (`*recordings*` -> `*supervisions*` in the name): one
-    utterance per supervision (key its id), or per recording when there is none."""
+@dataclass
+class LhotseUtterance:
+    """One utterance of a Lhotse manifest: a stretch of a cut or recording and the supervisions over it."""
+
+    key: str
+    source: Any  # a lhotse Cut or Recording
+    supervisions: list
+    start: float = 0.0  # seconds into `source`, the origin of the supervisions' and alignments' times
+    duration: float | None = None  # None: the whole source
+
+
+def lhotse_utterances(path: str | os.PathLike) -> list[LhotseUtterance]:
+    """A Lhotse manifest: a CutSet (one utterance per cut: key the cut id), or a RecordingSet whose SupervisionSet
+    lies beside it (`*recordings*` -> `*supervisions*` in the name): one utterance per supervision (key its id), or
+    per recording when there is none."""
     lhotse = require("lhotse", "lhotse", "reading a Lhotse manifest")
     path = Path(path)
     try:
@@ -136,40 +158,71 @@ def items_from_lhotse(path: str | os.PathLike) -> list[AudioItem]:
         raise IngestError(f"{path} is not a Lhotse manifest lhotse can read ({error}): give a CutSet or a "
                           "RecordingSet (.jsonl.gz)") from None
     if isinstance(manifest, lhotse.CutSet):
-        return [lhotse_item(cut.id, cut, cut.supervisions) for cut in manifest]
+        return [LhotseUtterance(cut.id, cut, list(cut.supervisions)) for cut in manifest]
     if not isinstance(manifest, lhotse.RecordingSet):
         raise IngestError(f"{path} holds a {type(manifest).__name__}: give the CutSet, or the RecordingSet (its "
                           "SupervisionSet is read from beside it)")
     beside = path.with_name(path.name.replace("recordings", "supervisions"))
     if beside == path or not beside.is_file():
-        return [lhotse_item(recording.id, recording, []) for recording in manifest]
-    items = []
+        return [LhotseUtterance(recording.id, recording, []) for recording in manifest]
+    utterances = []
     for supervision in lhotse.load_manifest(beside):
         if supervision.recording_id not in manifest:
             raise IngestError(f"{beside}: supervision {supervision.id!r} names recording {supervision.recording_id!r}, "
                               f"which {path.name} does not hold")
-        recording = manifest[supervision.recording_id]
-        items.append(lhotse_item(supervision.id, recording, [supervision],
-                                 offset=supervision.start, duration=supervision.duration))
-    return items
+        utterances.append(LhotseUtterance(supervision.id, manifest[supervision.recording_id], [supervision],
+                                          supervision.start, supervision.duration))
+    return utterances
 
 
-def lhotse_item(key: str, source, supervisions: list, offset: float = 0.0, duration: float | None = None) -> AudioItem:
-    """An item reading a Lhotse cut or recording (a stretch of it) through lhotse, channels down-mixed."""
-    speakers = [s.speaker for s in supervisions if s.speaker]
-    texts = [s.text for s in supervisions if s.text]
+def items_from_lhotse(path: str | os.PathLike) -> list[AudioItem]:
+    """The utterances of a Lhotse manifest (`lhotse_utterances`) as items: speaker the first supervision's, the
+    supervisions' text as the field "text", audio loaded by lhotse with its channels down-mixed."""
+    return [lhotse_item(utterance) for utterance in lhotse_utterances(path)]
+
+
+def lhotse_item(utterance: LhotseUtterance) -> AudioItem:
+    source, start, duration = utterance.source, utterance.start, utterance.duration
+    speakers = [s.speaker for s in utterance.supervisions if s.speaker]
+    texts = [s.text for s in utterance.supervisions if s.text]
     fields = {"text": " ".join(texts)} if texts else {}
     if duration is not None:
-        fields.update(recording=source.id, start_seconds=offset, end_seconds=offset + duration)
+        fields.update(recording=source.id, start_seconds=start, end_seconds=start + duration)
 
     def read() -> tuple[np.ndarray, int]:
         try:
-            audio = source.load_audio() if duration is None else source.load_audio(offset=offset, duration=duration)
+            audio = source.load_audio() if duration is None else source.load_audio(offset=start, duration=duration)
         except Exception as error:  # a missing or undecodable file: lhotse's own exception types vary by backend
-            raise ValueError(f"cannot read audio {key}: {error}") from None
+            raise ValueError(f"cannot read audio {utterance.key}: {error}") from None
         return np.asarray(audio, np.float32).reshape(-1, audio.shape[-1]).mean(axis=0), source.sampling_rate
 
-    return AudioItem(key, speakers[0] if speakers else "", safe_key(key), fields, read=read)
+    return AudioItem(utterance.key, speakers[0] if speakers else "", safe_key(utterance.key), fields, read=read)
+
+
+GAP_LABEL = "sil"  # label 0: frames that no alignment item covers
+
+
+def lhotse_alignments(path: str | os.PathLike, kind: str = "phone") -> tuple[dict[str, np.ndarray], list[str]]:
+    """Frame labels (one per 10 ms frame, as `read_alignments` gives them) of the utterances of a Lhotse manifest
+    whose supervisions carry `kind` alignments, and the label names by id: "sil" (0, also every frame no item
+    covers), then the other symbols in sorted order. Each frame takes the symbol of the item holding its centre.
+    Empty when no supervision carries such an alignment."""
+    spans = {}
+    for utterance in lhotse_utterances(path):
+        items = [item for s in utterance.supervisions for item in (s.alignment or {}).get(kind, [])]
+        if items:
+            duration = utterance.duration if utterance.duration is not None else utterance.source.duration
+            spans[safe_key(utterance.key)] = (utterance.start, duration, items)
+    names = [GAP_LABEL] + sorted({item.symbol for _, _, items in spans.values() for item in items} - {GAP_LABEL})
+    ids = {name: number for number, name in enumerate(names)}
+    alignments = {}
+    for key, (start, duration, items) in spans.items():
+        centres = start + (np.arange(int(duration / FRAME_SECONDS + 1e-6)) + 0.5) * FRAME_SECONDS
+        labels = np.zeros(len(centres), np.int16)
+        for item in items:
+            labels[(centres >= item.start) & (centres < item.start + item.duration)] = ids[item.symbol]
+        alignments[key] = labels
+    return alignments, (names if alignments else [])
 
 
 # ---------------------------------------------------------------------------------------------- Hugging Face

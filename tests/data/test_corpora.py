@@ -189,3 +189,23 @@ def test_a_missing_library_is_named_with_its_extra(tmp_path, capsys, monkeypatch
         main(["shards", str(source), str(tmp_path / "out")])
     assert exited.value.code == 2 and capsys.readouterr().err == (
         f"cpc shards: {what} needs {module}: pip install 'cpc[{extra}]' (or pip install {module})\n")
+
+
+def test_lhotse_phone_alignments_become_frame_labels_and_phones_txt(tmp_path, recordings):
+    audio, _ = recordings
+    lhotse, recording_set, supervision_set = lhotse_manifests(tmp_path, audio)
+    item = lhotse.supervision.AlignmentItem
+    # alice_a1: "k" over [0.1, 0.25) s and "ae" over [0.25, 0.4) s, the rest unaligned (silence, label 0)
+    aligned = supervision_set["alice_a1"].with_alignment("phone", [item("k", 0.1, 0.15), item("ae", 0.25, 0.15)])
+    supervisions = lhotse.SupervisionSet.from_segments([aligned] + [s for s in supervision_set if s.id != "alice_a1"])
+    recording_set.to_file(tmp_path / "recordings.jsonl.gz")
+    supervisions.to_file(tmp_path / "supervisions.jsonl.gz")
+    main(["shards", str(tmp_path / "recordings.jsonl.gz"), str(tmp_path / "out")])
+    assert (tmp_path / "out" / "phones.txt").read_text() == "sil\nae\nk\n"
+    labels = {}
+    for sample in wds.WebDataset(resolve_shards(tmp_path / "out"), shardshuffle=False):
+        if "labels.npy" in sample:
+            labels[sample["__key__"]] = np.load(io.BytesIO(sample["labels.npy"]))
+    expected = np.zeros(len(audio["alice_a1"][2]) // 160, np.int16)
+    expected[10:25], expected[25:40] = 2, 1
+    assert list(labels) == ["alice_a1"] and np.array_equal(labels["alice_a1"], expected)
