@@ -43,7 +43,6 @@ def extract(args: argparse.Namespace) -> None:
     import json
 
     import numpy as np
-    from tqdm import tqdm
 
     from cpc.checkpoint import load
     from cpc.data.ingest import items_from_folder
@@ -52,6 +51,7 @@ def extract(args: argparse.Namespace) -> None:
     from cpc.data.stages import SkipCounter
     from cpc.devices import pick_device
     from cpc.eval.features import extract_corpus, output_folder, read_files
+    from cpc.progress import progress
 
     out = Path(args.out)
     if args.format == "kaldi":
@@ -67,7 +67,7 @@ def extract(args: argparse.Namespace) -> None:
     skips = SkipCounter()
 
     def progress(inputs):  # the bar counts skipped files too; it starts once the settings have been checked
-        yield from tqdm(inputs, desc="extracting", unit="file", dynamic_ncols=True)
+        yield from progress(inputs, desc="extracting", unit="file", dynamic_ncols=True)
 
     def from_shards():
         loaded = load_utterances(args.input, rate)
@@ -228,18 +228,17 @@ def abx(args: argparse.Namespace) -> None:
 
 def units(args: argparse.Namespace) -> None:
     """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
-    from tqdm import tqdm
-
     from cpc.data.shards import write_shards
     from cpc.eval import units as lib
     from cpc.devices import pick_device
     from cpc.eval.abx import ExtractedFeatures, open_audio
+    from cpc.progress import progress
 
     device = args.device
     if args.action == "fit":
         compute = model_features(args.model, args.layer, device)
         features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
-        frames = lib.sample_frames(tqdm(features.values(), "frames", len(features), unit="utt"), args.max_frames,
+        frames = lib.sample_frames(progress(features.values(), "frames", len(features), unit="utt"), args.max_frames,
                                    args.seed)
         fitted = lib.fit_units(frames, args.k, args.seed, args.batch_size, args.epochs, args.backend, device, True,
                                layer=args.layer, model=lib.model_name(args.model),
@@ -254,7 +253,7 @@ def units(args: argparse.Namespace) -> None:
     features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
     centroids = fitted.centroids.to(pick_device(device))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
-                 for key in tqdm(features, "units", len(features), unit="utt"))
+                 for key in progress(features, "units", len(features), unit="utt"))
     if str(args.out).endswith(".txt"):
         print(f"wrote {lib.write_unit_text(args.out, sequences)} unit sequences (k={fitted.k}) to {args.out}")
     else:
@@ -275,9 +274,20 @@ def abx_items(args: argparse.Namespace) -> None:
           + (f" ({left} aligned utterances without a speaker left out)" if left else ""))
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, except where there is none to show: required options, flags,
+    options without a default, and help that already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        nothing = action.default is None or action.default is False or action.default == []
+        if action.required or nothing or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def abx_items_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cpc abx items", description="write an ABX item file from frame labels",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     p.add_argument("alignments", help="frame labels, converted_aligned_phones.txt format (one label per 10 ms)")
     p.add_argument("speakers", help="shards (speakers from their metadata), a file of `utterance speaker` lines, or "
@@ -323,7 +333,7 @@ def parser() -> argparse.ArgumentParser:
         @staticmethod
         def add_parser(name, **kwargs):
             return subcommands.add_parser(name, parents=[common], **kwargs,
-                                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                          formatter_class=DefaultsFormatter)
 
     commands = Commands()
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
@@ -402,7 +412,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=0, help="frames of context each side (phones)")
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
     p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
-    p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe (default: all)")
+    p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe; repeat for "
+                   "several (default: all)")
     p.add_argument("--epochs", type=int, default=20, help="probe training epochs; the best on a dev tenth is kept")
     p.add_argument("--lr", type=float, default=1e-3, help="probe learning rate (Adam)")
     p.add_argument("--batch-size", type=int, default=512, help="frames (phones) or utterances per probe step")
@@ -415,7 +426,7 @@ def parser() -> argparse.ArgumentParser:
                             "ITEMS\n       cpc abx items ALIGNMENTS SPEAKERS OUT.item [--unit phone|triphone]",
                             description="ABX error rates of features on an item file; `cpc abx items --help`: item "
                             "files from frame labels")
-    p.add_argument("inputs", nargs="+", metavar="PATH",
+    p.add_argument("inputs", nargs="+", metavar="[FEATURES] ITEMS",
                    help="FEATURES (a folder of <file>.npy, frames x dim; shards of cpc extract or cpc units apply; a "
                         "units .txt) and the item file; with --model, the item file only")
     p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET, A+B)")
@@ -439,7 +450,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=abx)
     p = commands.add_parser("units", help="discrete units: k-means of a model's frames (fit), unit sequences (apply)")
     actions = p.add_subparsers(dest="action", required=True, help="fit: learn the units; apply: write unit sequences")
-    q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)")
+    q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)",
+                           formatter_class=DefaultsFormatter)
     q.add_argument("model", help="a checkpoint or run folder (or mfcc, logmel)")
     q.add_argument("audio", help="audio shards or an audio folder to take frames from")
     q.add_argument("--k", type=int, default=50, help="number of units")
@@ -451,7 +463,8 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: faiss when importable, else torch")
     q.add_argument("--seed", type=int, default=0, help="k-means++ seeding and minibatch order")
     q.add_argument("--out", help="the units file (default: units-k<K>-<layer>.pt beside the checkpoint)")
-    q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column")
+    q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column",
+                           formatter_class=DefaultsFormatter)
     q.add_argument("units", help="a units file written by cpc units fit")
     q.add_argument("audio", help="audio shards or an audio folder")
     q.add_argument("out", help="OUT.txt (`<key> id id ...` per line) or a folder for shards (units.npy per sample)")
