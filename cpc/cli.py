@@ -129,6 +129,7 @@ def probe(args: argparse.Namespace) -> None:
 
     from cpc.checkpoint import CheckpointError
     from cpc.data.labelled import load_clips, load_utterances
+    from cpc.data.labels import label_names_beside, read_label_names
     from cpc.errors import UserError
     from cpc.eval.featurize import feature_name, featurizer
     from cpc.eval.plots import plot_confusion
@@ -150,6 +151,7 @@ def probe(args: argparse.Namespace) -> None:
                           for name in (args.target or sorted(train[0].targets))}
         if train[0].labels is not None:
             tasks["clips"]["frame labels"] = lambda f: frame_probe(train, test, f, args.classes, config)
+    names = read_label_names(args.phones) if args.phones else label_names_beside(args.train)
     results = {}
     for spec in args.features:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
@@ -161,7 +163,8 @@ def probe(args: argparse.Namespace) -> None:
             result = run(features)
             slug = task.replace(" ", "_")
             out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
-            plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}")
+            plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}",
+                           names if task in ("phones", "frame labels") else None)
             covered = {split: coverage(items, result.scored[split], result.left_out[split])
                        for split, items in (("test", test), ("train", train))}
             results.setdefault(spec, {})[task] = {
@@ -412,6 +415,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=0, help="frames of context each side (phones)")
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
     p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
+    p.add_argument("--phones", help="label names, one per line, for the confusion images (default: the phones.txt "
+                   "beside the --train shards or one folder up, if any; else label ids)")
     p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe; repeat for "
                    "several (default: all)")
     p.add_argument("--epochs", type=int, default=20, help="probe training epochs; the best on a dev tenth is kept")
