@@ -51,12 +51,12 @@ def read_kaldi_table(path: Path) -> dict[str, str]:
     """A Kaldi text table (`key value...` per line; wav.scp, utt2spk, text, segments) as {key: rest of line}."""
     table = {}
     for number, line in enumerate(path.read_text().splitlines(), start=1):
-        key, _, value = line.strip().partition(" ")
-        if not key:
+        parts = line.split(maxsplit=1)  # the key ends at the first space or tab
+        if not parts:
             continue
-        if not value.strip():
-            raise IngestError(f"{path} line {number} has a key ({key!r}) and no value: each line is `key value`")
-        table[key] = value.strip()
+        if len(parts) == 1:
+            raise IngestError(f"{path} line {number} has a key ({parts[0]!r}) and no value: each line is `key value`")
+        table[parts[0]] = parts[1].strip()
     return table
 
 

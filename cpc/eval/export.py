@@ -18,6 +18,7 @@ The first call runs g_ar from the zero state on its real frames only (position 0
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -129,7 +130,7 @@ def export_onnx(model: CPCModel, path: str | Path, chunk_samples: int, layer: st
     """Writes the streaming extractor of `model` as an ONNX graph with its facts (hop, lag, chunk, sample rate,
     layer, input norm) in the model's metadata; returns the exported step."""
     onnx = require("onnx", "export", "cpc export")
-    step = StreamingStep(model.float().cpu(), chunk_samples, layer)
+    step = StreamingStep(copy.deepcopy(model).float().cpu(), chunk_samples, layer)  # the caller's model untouched
     example = {"audio": np.zeros((1, chunk_samples), np.float32), "valid": np.array([chunk_samples]),
                **first_state(step.state_shapes())}
     args = tuple(torch.from_numpy(example[name]) for name in step.input_names())

@@ -52,7 +52,7 @@ def test_kaldi_data_directory_with_a_pipe_gives_the_folder_shards(tmp_path, reco
     kaldi.mkdir()
     lines = [f"{key} cat {path} |" if key == "alice_a2" else f"{key} {path}" for key, (_, path, _, _) in audio.items()]
     (kaldi / "wav.scp").write_text("\n".join(lines) + "\n")
-    (kaldi / "utt2spk").write_text("".join(f"{key} {speaker}\n" for key, (speaker, *_) in audio.items()))
+    (kaldi / "utt2spk").write_text("".join(f"{key}\t{speaker}\n" for key, (speaker, *_) in audio.items()))  # tabs too
     (kaldi / "text").write_text("alice_a1 HELLO WORLD\n")
     main(["shards", str(kaldi), str(tmp_path / "from_kaldi")])
     got = shard_contents(tmp_path / "from_kaldi")
@@ -128,6 +128,7 @@ def test_lhotse_cutset_gives_the_folder_shards(tmp_path, recordings):
     assert_same_shards(expected, shard_contents(tmp_path / "from_cuts"))
 
 
+@pytest.mark.child_process
 def test_hugging_face_dataset_saved_to_disk_gives_the_folder_shards(tmp_path, recordings):
     datasets = pytest.importorskip("datasets")
     audio, expected = recordings
@@ -143,6 +144,7 @@ def test_hugging_face_dataset_saved_to_disk_gives_the_folder_shards(tmp_path, re
     assert got["bob_b1"][2]["sentence"] == "words of bob_b1"
 
 
+@pytest.mark.child_process
 def test_hugging_face_mistakes_are_one_line(tmp_path, capsys):
     datasets = pytest.importorskip("datasets")
     sf.write(tmp_path / "a.wav", np.zeros(RATE // 10, np.float32), RATE)
@@ -178,7 +180,7 @@ def test_kaldi_wav_scp_entries_pointing_into_an_archive(tmp_path):
 @pytest.mark.parametrize("module, extra, files, what", [
     ("kaldiio", "kaldi", ["wav.scp"], "reading a Kaldi data directory"),
     ("lhotse", "lhotse", ["cuts.jsonl.gz"], "reading a Lhotse manifest"),
-    ("datasets", "hf", ["state.json", "dataset_info.json"], "reading a Hugging Face dataset")])
+    ("datasets", "hf", ["state.json", "dataset_info.json"], "reading a Hugging Face dataset")])  # never imported
 def test_a_missing_library_is_named_with_its_extra(tmp_path, capsys, monkeypatch, module, extra, files, what):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
     for name in files:
@@ -209,3 +211,9 @@ def test_lhotse_phone_alignments_become_frame_labels_and_phones_txt(tmp_path, re
     expected = np.zeros(len(audio["alice_a1"][2]) // 160, np.int16)
     expected[10:25], expected[25:40] = 2, 1
     assert list(labels) == ["alice_a1"] and np.array_equal(labels["alice_a1"], expected)
+
+
+def test_hugging_face_datasets_in_a_child_process(in_child_process):
+    """datasets imports pyarrow, whose threads would outlive the test in this process (see in_child_process)."""
+    pytest.importorskip("datasets")
+    in_child_process(__file__, "hugging_face")

@@ -9,12 +9,11 @@ import torch
 import cpc
 from cpc.cli import main
 from cpc.errors import MissingExtra, require
-from cpc.eval.export import OnnxFeatureStream, export_onnx
+from cpc.eval.export import OnnxFeatureStream, export_onnx  # imports onnx and onnxruntime only when used
 from cpc.eval.features import FeatureStream, extract, utterance_stats
 from cpc.models.autoregressive import AutoregressiveConfig
 from cpc.models.cpc import CPCModel, cpc_base_config
 
-pytest.importorskip("onnxruntime")
 SHIPPED = "recipes/demo/cpc_shipped.pt"
 TOLERANCE = 1e-4  # measured: at most 6e-6 on the shipped checkpoint (float32 rounding of two runtimes)
 
@@ -41,6 +40,7 @@ def assert_streams_agree(model, path, wav, chunk, layer="c"):
     assert onnx_stream.emitted == len(wav) // model.hop
 
 
+@pytest.mark.child_process
 def test_exported_shipped_checkpoint_streams_as_torch_does(tmp_path, capsys):
     main(["export", SHIPPED, str(tmp_path / "cpc.onnx"), "--chunk-seconds", "0.25"])
     assert "4000 samples (0.25 s) per call -> 25 frames of c (256-dim)" in capsys.readouterr().out
@@ -52,6 +52,7 @@ def test_exported_shipped_checkpoint_streams_as_torch_does(tmp_path, capsys):
     assert np.abs(streamed - extract(model, wav).numpy()).max() < TOLERANCE
 
 
+@pytest.mark.child_process
 @pytest.mark.parametrize("ar", ["gru", "lstm"])
 def test_exported_causal_models_stream_as_torch_does(tmp_path, ar):
     model = cpc.load(SHIPPED)
@@ -65,6 +66,7 @@ def test_exported_causal_models_stream_as_torch_does(tmp_path, ar):
     assert_streams_agree(model, tmp_path / "m.onnx", speech_like(1600 * 5 + 480, seed=1), 1600, "both")
 
 
+@pytest.mark.child_process
 def test_short_audio_and_exact_multiples_give_every_frame(tmp_path):
     model = cpc.load(SHIPPED)
     export_onnx(model, tmp_path / "m.onnx", 1600)
@@ -75,6 +77,7 @@ def test_short_audio_and_exact_multiples_give_every_frame(tmp_path):
         assert np.abs(frames - extract(model, wav).numpy()).max() < TOLERANCE
 
 
+@pytest.mark.child_process
 def test_export_refusals_are_one_line(tmp_path, capsys):
     for chunk, message in (("0.123", "chunks of 1968 samples (--chunk-seconds 0.123): use a multiple of the hop "
                                      "(160 samples), at least 480 samples (0.03 s)"),):
@@ -92,3 +95,10 @@ def test_a_missing_extra_names_itself():
         require("no_such_module_here", "export", "cpc export")
     assert str(raised.value) == ("cpc export needs no_such_module_here: pip install 'cpc[export]' (or pip install "
                                  "no_such_module_here)")
+
+
+def test_onnx_runtime_in_a_child_process(in_child_process):
+    """onnxruntime starts a thread when imported, which would outlive the tests in this process (see
+    in_child_process): the tests marked child_process run in a child pytest process."""
+    pytest.importorskip("onnxruntime")
+    in_child_process(__file__, "stream or refusals or short_audio")
