@@ -51,7 +51,7 @@ def extract(args: argparse.Namespace) -> None:
     from cpc.data.stages import SkipCounter
     from cpc.devices import pick_device
     from cpc.eval.features import extract_corpus, output_folder, read_files
-    from cpc.progress import progress
+    from cpc.progress import progress_bar
 
     out = Path(args.out)
     if args.format == "kaldi":
@@ -67,7 +67,7 @@ def extract(args: argparse.Namespace) -> None:
     skips = SkipCounter()
 
     def progress(inputs):  # the bar counts skipped files too; it starts once the settings have been checked
-        yield from progress(inputs, desc="extracting", unit="file", dynamic_ncols=True)
+        yield from progress_bar(inputs, desc="extracting", unit="file", dynamic_ncols=True)
 
     def from_shards():
         loaded = load_utterances(args.input, rate)
@@ -235,14 +235,14 @@ def units(args: argparse.Namespace) -> None:
     from cpc.eval import units as lib
     from cpc.devices import pick_device
     from cpc.eval.abx import ExtractedFeatures, open_audio
-    from cpc.progress import progress
+    from cpc.progress import progress_bar
 
     device = args.device
     if args.action == "fit":
         compute = model_features(args.model, args.layer, device)
         features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
-        frames = lib.sample_frames(progress(features.values(), "frames", len(features), unit="utt"), args.max_frames,
-                                   args.seed)
+        frames = lib.sample_frames(progress_bar(features.values(), "frames", len(features), unit="utt"),
+                                   args.max_frames, args.seed)
         fitted = lib.fit_units(frames, args.k, args.seed, args.batch_size, args.epochs, args.backend, device, True,
                                layer=args.layer, model=lib.model_name(args.model),
                                frame_seconds=compute.frame_seconds or 0.01)
@@ -256,7 +256,7 @@ def units(args: argparse.Namespace) -> None:
     features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
     centroids = fitted.centroids.to(pick_device(device))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
-                 for key in progress(features, "units", len(features), unit="utt"))
+                 for key in progress_bar(features, "units", len(features), unit="utt"))
     if str(args.out).endswith(".txt"):
         print(f"wrote {lib.write_unit_text(args.out, sequences)} unit sequences (k={fitted.k}) to {args.out}")
     else:

@@ -1,4 +1,4 @@
-"""Progress bars: every long job's bar comes from `progress`, tqdm with a total. On a terminal it redraws one line
+"""Progress bars: every long job's bar comes from `progress_bar`, tqdm with a total. On a terminal it redraws one line
 in place; on anything else (CI logs, `| tee`, a file) it prints a plain line at most every few seconds instead
 of a carriage return per update, so a log stays readable."""
 
@@ -24,8 +24,8 @@ class LineWriter:
         self.stream.flush()
 
 
-def progress(iterable=None, **options):
-    """`tqdm(iterable, **options)`; where its stream (stderr unless `file`) is not a terminal, a line every
+def progress_bar(iterable=None, *args, **options):
+    """`tqdm(iterable, *args, **options)`; where its stream (stderr unless `file`) is not a terminal, a line every
     LOG_SECONDS instead of carriage returns. `disable=True` shows nothing, as in tqdm."""
     from tqdm import tqdm
 
@@ -34,4 +34,4 @@ def progress(iterable=None, **options):
         stream = LineWriter(stream)
         options.setdefault("mininterval", LOG_SECONDS)
         options["dynamic_ncols"] = False
-    return tqdm(iterable, file=stream, **options)
+    return tqdm(iterable, *args, file=stream, **options)

@@ -4,7 +4,8 @@ must follow the arrows below, and no module may reach itself through imports.
     python tools/check_imports.py          # prints the layer graph; exit 1 with each violation and cycle
 
 Arrows: cli -> recipe / eval -> train / methods -> models / losses; data is used by recipe, train and eval;
-checkpoint by train, eval and cpc.load; config, errors, devices, progress and version by anyone; models and losses import nothing else of cpc.
+checkpoint by train, eval and cpc.load; config, errors, devices, progress and version by anyone; models and
+losses import nothing else of cpc.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def write_shards(
     """Write samples with webdataset's ShardWriter (local path or any URL it can write, e.g. `pipe:...`) and the
     index: per shard its sample count and seconds of audio (each sample's json `seconds`, or `num_samples` /
     `sample_rate`)."""
-    from cpc.progress import progress
+    from cpc.progress import progress_bar
 
     if "%" not in pattern:
         raise ValueError(f"shard pattern {pattern!r} needs a %-format for the shard number, e.g. shard-%06d.tar")
@@ -135,7 +135,7 @@ def write_shards(
     shards: dict[str, dict[str, Any]] = {}
     keys: set[str] = set()
     with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0) as writer:
-        for sample in progress(samples, desc="writing shards", unit="sample", disable=not progress):
+        for sample in progress_bar(samples, desc="writing shards", unit="sample", disable=not progress):
             if sample["__key__"] in keys:
                 raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
             keys.add(sample["__key__"])
@@ -221,7 +221,7 @@ def write_splits(
     """Shards (+ index.json) per split under out/<split>/, or straight under out/ without splits; items outside
     every split are left out. Keys that collide, and split lists naming keys the corpus lacks, fail before
     anything is written. Prints a summary and every problem met (each file once); returns the indexes."""
-    from cpc.progress import progress
+    from cpc.progress import progress_bar
 
     out = Path(out)
     check_keys(items)
@@ -241,7 +241,7 @@ def write_splits(
         # every training batch read from a few shards (batch negatives are not mostly same-speaker ones).
         members = sorted(members, key=lambda item: item.key)
         random.Random(f"cpc-shards/{name}").shuffle(members)
-        files = progress(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
+        files = progress_bar(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
         samples = audio_samples(files, sample_rate, max_seconds, alignments, errors)
         index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes, progress=False)
         files.close()

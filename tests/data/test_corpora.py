@@ -168,7 +168,8 @@ def test_kaldi_wav_scp_entries_pointing_into_an_archive(tmp_path):
     from cpc.data.corpora import read_corpus
 
     rng = np.random.default_rng(0)
-    audio = {key: (rng.standard_normal(samples) * 3000).astype(np.int16) for key, samples in (("u1", RATE), ("u2", 800))}
+    audio = {key: (rng.standard_normal(samples) * 3000).astype(np.int16)
+             for key, samples in (("u1", RATE), ("u2", 800))}
     kaldiio.save_ark(str(tmp_path / "wav.ark"), {k: (RATE, a) for k, a in audio.items()}, scp=str(tmp_path / "wav.scp"))
     items = read_corpus(tmp_path)
     assert [item.path.rsplit(":", 1)[0] for item in items] == [str(tmp_path / "wav.ark")] * 2  # path.ark:offset
