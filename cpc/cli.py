@@ -10,15 +10,20 @@ from pathlib import Path
 
 def shards(args: argparse.Namespace) -> None:
     """Audio folder or TSV manifest -> FLAC shards (+ labels, + index.json), one shard set per split."""
-    from cpc.data.ingest import corpus_items
+    from cpc.data.corpora import corpus_alignments, read_corpus
     from cpc.data.labels import read_alignments, read_splits
     from cpc.data.shards import write_splits
 
-    items = corpus_items(args.source, args.speaker_level)
+    items = read_corpus(args.source, args.speaker_level, args.audio_column, args.speaker_column)
     splits = read_splits(args.split) if args.split else None
-    alignments = read_alignments(args.alignments) if args.alignments else None
+    # --alignments, else those the source carries (Lhotse supervisions), whose label names go to OUT/phones.txt
+    alignments, names = (read_alignments(args.alignments), []) if args.alignments else corpus_alignments(args.source)
     write_splits(items, args.out, splits, alignments, args.shard_mb * 1e6, args.max_seconds,
                  sample_rate=args.sample_rate)
+    if names:
+        (Path(args.out) / "phones.txt").write_text("".join(f"{name}\n" for name in names))
+        print(f"frame labels from the manifest's phone alignments: {len(names)} classes, names by id in "
+              f"{Path(args.out) / 'phones.txt'}")
 
 
 def pretrain(args: argparse.Namespace) -> None:
@@ -38,7 +43,6 @@ def extract(args: argparse.Namespace) -> None:
     import json
 
     import numpy as np
-    from tqdm import tqdm
 
     from cpc.checkpoint import load
     from cpc.data.ingest import is_audio_file, items_from_path
@@ -47,8 +51,13 @@ def extract(args: argparse.Namespace) -> None:
     from cpc.data.stages import SkipCounter
     from cpc.devices import pick_device
     from cpc.eval.features import extract_corpus, features_array, output_folder, read_files, save_npy
+    from cpc.progress import progress_bar
 
     out = Path(args.out)
+    if args.format == "kaldi":
+        from cpc.eval.archives import check_kaldi_output
+
+        check_kaldi_output(args.dtype)
     earlier = output_folder(out, args.overwrite)
     model = load(args.checkpoint)
     if not args.int8:  # int8 kernels are CPU kernels
@@ -58,7 +67,7 @@ def extract(args: argparse.Namespace) -> None:
     skips = SkipCounter()
 
     def progress(inputs):  # the bar counts skipped files too; it starts once the settings have been checked
-        yield from tqdm(inputs, desc="extracting", unit="file", dynamic_ncols=True)
+        yield from progress_bar(inputs, desc="extracting", unit="file", dynamic_ncols=True)
 
     def from_shards():
         loaded = load_utterances(args.input, rate)
@@ -82,6 +91,11 @@ def extract(args: argparse.Namespace) -> None:
             save_npy(out / f"{key}.npy", frames, dtype)
             count += 1
         print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
+    elif args.format == "kaldi":
+        from cpc.eval.archives import write_kaldi_features
+
+        count = write_kaldi_features(((key, features_array(frames)) for key, frames in features), out)
+        print(f"wrote {count} matrices (frames x dim, float32) to {out / 'feats.ark'} and {out / 'feats.scp'}")
     else:
         frame_rate = rate / model.hop
         arrays = ((key, features_array(frames, dtype)) for key, frames in features)
@@ -95,6 +109,19 @@ def extract(args: argparse.Namespace) -> None:
         print(f"skipped: {skips.report()}")
 
 
+def export(args: argparse.Namespace) -> None:
+    """Checkpoint -> the streaming feature extractor as an ONNX graph (fixed chunk size, state in and out)."""
+    from cpc.checkpoint import load
+    from cpc.eval.export import export_onnx
+
+    model = load(args.checkpoint)
+    rate = model.config.sample_rate
+    step = export_onnx(model, args.out, round(args.chunk_seconds * rate), args.layer)
+    print(f"wrote {args.out}: {step.chunk} samples ({step.chunk / rate:g} s) per call -> {step.chunk // model.hop} "
+          f"frames of {args.layer} ({model.layer_dim(args.layer)}-dim), {step.lag} frame(s) behind the audio; "
+          f"inputs {', '.join(step.input_names())}")
+
+
 def probe(args: argparse.Namespace) -> None:
     """Phone (frame) or speaker probes, or video-clip probes (each clip target from pooled features, per-frame
     labels frame by frame), for each --features with the same probe and split; a table, JSON, PNGs."""
@@ -102,6 +129,7 @@ def probe(args: argparse.Namespace) -> None:
 
     from cpc.checkpoint import CheckpointError
     from cpc.data.labelled import load_clips, load_utterances
+    from cpc.data.labels import label_names_beside, read_label_names
     from cpc.errors import UserError
     from cpc.eval.featurize import feature_name, featurizer
     from cpc.eval.plots import plot_confusion
@@ -123,6 +151,7 @@ def probe(args: argparse.Namespace) -> None:
                           for name in (args.target or sorted(train[0].targets))}
         if train[0].labels is not None:
             tasks["clips"]["frame labels"] = lambda f: frame_probe(train, test, f, args.classes, config)
+    names = read_label_names(args.phones) if args.phones else label_names_beside(args.train)
     results = {}
     for spec in args.features:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
@@ -134,7 +163,8 @@ def probe(args: argparse.Namespace) -> None:
             result = run(features)
             slug = task.replace(" ", "_")
             out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
-            plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}")
+            plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}",
+                           names if task in ("phones", "frame labels") else None)
             covered = {split: coverage(items, result.scored[split], result.left_out[split])
                        for split, items in (("test", test), ("train", train))}
             results.setdefault(spec, {})[task] = {
@@ -201,19 +231,18 @@ def abx(args: argparse.Namespace) -> None:
 
 def units(args: argparse.Namespace) -> None:
     """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
-    from tqdm import tqdm
-
     from cpc.data.shards import write_shards
     from cpc.eval import units as lib
     from cpc.devices import pick_device
     from cpc.eval.abx import ExtractedFeatures, open_audio
+    from cpc.progress import progress_bar
 
     device = args.device
     if args.action == "fit":
         compute = model_features(args.model, args.layer, device)
         features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
-        frames = lib.sample_frames(tqdm(features.values(), "frames", len(features), unit="utt"), args.max_frames,
-                                   args.seed)
+        frames = lib.sample_frames(progress_bar(features.values(), "frames", len(features), unit="utt"),
+                                   args.max_frames, args.seed)
         fitted = lib.fit_units(frames, args.k, args.seed, args.batch_size, args.epochs, args.backend, device, True,
                                layer=args.layer, model=lib.model_name(args.model),
                                frame_seconds=compute.frame_seconds or 0.01)
@@ -227,7 +256,7 @@ def units(args: argparse.Namespace) -> None:
     features = ExtractedFeatures(compute, open_audio(args.audio, compute.sample_rate))
     centroids = fitted.centroids.to(pick_device(device))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
-                 for key in tqdm(features, "units", len(features), unit="utt"))
+                 for key in progress_bar(features, "units", len(features), unit="utt"))
     if str(args.out).endswith(".txt"):
         print(f"wrote {lib.write_unit_text(args.out, sequences)} unit sequences (k={fitted.k}) to {args.out}")
     else:
@@ -248,9 +277,20 @@ def abx_items(args: argparse.Namespace) -> None:
           + (f" ({left} aligned utterances without a speaker left out)" if left else ""))
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Help that shows each option's default, except where there is none to show: required options, flags,
+    options without a default, and help that already says its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        nothing = action.default is None or action.default is False or action.default == []
+        if action.required or nothing or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def abx_items_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cpc abx items", description="write an ABX item file from frame labels",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultsFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     p.add_argument("alignments", help="frame labels, converted_aligned_phones.txt format (one label per 10 ms)")
     p.add_argument("speakers", help="shards (speakers from their metadata), a file of `utterance speaker` lines, or "
@@ -298,15 +338,20 @@ def parser() -> argparse.ArgumentParser:
         @staticmethod
         def add_parser(name, **kwargs):
             return subcommands.add_parser(name, parents=[common], **kwargs,
-                                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                          formatter_class=DefaultsFormatter)
 
     commands = Commands()
     p = commands.add_parser("shards", help="write WebDataset shards from an audio folder or a TSV manifest")
-    p.add_argument("source", help="a folder of audio files, or a TSV manifest with path and speaker columns")
+    p.add_argument("source", help="a folder of audio files; a TSV manifest with path and speaker columns; a Kaldi "
+                   "data directory (wav.scp, segments, utt2spk, text; cpc[kaldi]); a Lhotse CutSet or RecordingSet "
+                   ".jsonl.gz (cpc[lhotse]); a Hugging Face dataset folder from save_to_disk (cpc[hf])")
     p.add_argument("out", help="output folder; one sub-folder per --split")
     p.add_argument("--alignments", help="frame labels, converted_aligned_phones.txt format")
     p.add_argument("--split", action="append", default=[], metavar="NAME=FILE", help="key list of a split")
     p.add_argument("--speaker-level", type=int, default=1, help="folder levels above a file naming its speaker")
+    p.add_argument("--audio-column", default="audio", help="Hugging Face datasets: the Audio column")
+    p.add_argument("--speaker-column", help="Hugging Face datasets: the speaker column (default: speaker, else "
+                   "speaker_id, else none)")
     p.add_argument("--max-seconds", type=float, default=30.0, help="longer recordings are cut into pieces")
     p.add_argument("--shard-mb", type=float, default=500.0, help="a new shard starts once one holds this many MB")
     p.add_argument("--sample-rate", type=int, default=CPCModelConfig.sample_rate,
@@ -333,8 +378,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="c", choices=MODEL_LAYERS,
                    help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated, c_bidir: context "
                         "of both directions (bidirectional models; offline, not with --chunk-seconds)")
-    p.add_argument("--format", default="npy", choices=["npy", "shards"],
-                   help="npy: one file per utterance; shards: one tar column, same keys and order as the input")
+    p.add_argument("--format", default="npy", choices=["npy", "shards", "kaldi"],
+                   help="npy: one file per utterance; shards: one tar column, same keys and order as the input; "
+                        "kaldi: feats.ark + feats.scp (pip install 'cpc[kaldi]')")
     p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
     p.add_argument("--chunk-seconds", type=float, default=LONG_SECONDS,
@@ -352,6 +398,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=DEVICES, help="auto: CUDA when present")
     p.set_defaults(run=extract)
 
+    p = commands.add_parser("export", help="the streaming feature extractor as ONNX (chunk + state in, frames + "
+                            "state out), for onnxruntime")
+    p.add_argument("checkpoint", help="a checkpoint file or run folder (GRU or LSTM context model)")
+    p.add_argument("out", help="the .onnx file to write")
+    p.add_argument("--chunk-seconds", type=float, default=0.5,
+                   help="audio per call, fixed in the graph; a multiple of the hop (0.01 s for the bundled models)")
+    p.add_argument("--layer", default="c", choices=["z", "c", "both"],
+                   help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated")
+    p.set_defaults(run=export)
+
     p = commands.add_parser("probe", help="linear phone, speaker or video-clip probes on frozen features")
     p.add_argument("task", choices=["phones", "speakers", "clips"],
                    help="clips: each clip target (e.g. digit) from pooled features, per-frame labels by frame")
@@ -366,7 +422,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--context", type=int, default=0, help="frames of context each side (phones)")
     p.add_argument("--hidden", type=int, default=0, help="one hidden layer of this width; 0: linear")
     p.add_argument("--classes", type=int, default=40, help="frame label classes (phones; clips' frame labels)")
-    p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe (default: all)")
+    p.add_argument("--phones", help="label names, one per line, for the confusion images (default: the phones.txt "
+                   "beside the --train shards or one folder up, if any; else label ids)")
+    p.add_argument("--target", action="append", default=[], help="clips: a clip target to probe; repeat for "
+                   "several (default: all)")
     p.add_argument("--epochs", type=int, default=20, help="probe training epochs; the best on a dev tenth is kept")
     p.add_argument("--lr", type=float, default=1e-3, help="probe learning rate (Adam)")
     p.add_argument("--batch-size", type=int, default=512, help="frames (phones) or utterances per probe step")
@@ -379,7 +438,7 @@ def parser() -> argparse.ArgumentParser:
                             "ITEMS\n       cpc abx items ALIGNMENTS SPEAKERS OUT.item [--unit phone|triphone]",
                             description="ABX error rates of features on an item file; `cpc abx items --help`: item "
                             "files from frame labels")
-    p.add_argument("inputs", nargs="+", metavar="PATH",
+    p.add_argument("inputs", nargs="+", metavar="[FEATURES] ITEMS",
                    help="FEATURES (a folder of <file>.npy, frames x dim; shards of cpc extract or cpc units apply; a "
                         "units .txt) and the item file; with --model, the item file only")
     p.add_argument("--model", help="extract on the fly: a checkpoint or run folder (or mfcc, logmel, random:PRESET, A+B)")
@@ -404,7 +463,8 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=abx)
     p = commands.add_parser("units", help="discrete units: k-means of a model's frames (fit), unit sequences (apply)")
     actions = p.add_subparsers(dest="action", required=True, help="fit: learn the units; apply: write unit sequences")
-    q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)")
+    q = actions.add_parser("fit", help="minibatch k-means of frames of a model (faiss if installed, else torch)",
+                           formatter_class=DefaultsFormatter)
     q.add_argument("model", help="a checkpoint or run folder (or mfcc, logmel)")
     q.add_argument("audio", help="audio shards, an audio folder or one audio file to take frames from")
     q.add_argument("--k", type=int, default=50, help="number of units")
@@ -416,7 +476,8 @@ def parser() -> argparse.ArgumentParser:
                    help="auto: faiss when importable, else torch")
     q.add_argument("--seed", type=int, default=0, help="k-means++ seeding and minibatch order")
     q.add_argument("--out", help="the units file (default: units-k<K>-<layer>.pt beside the checkpoint)")
-    q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column")
+    q = actions.add_parser("apply", help="one unit sequence per utterance, as .txt lines or a shard column",
+                           formatter_class=DefaultsFormatter)
     q.add_argument("units", help="a units file written by cpc units fit")
     q.add_argument("audio", help="audio shards, an audio folder or one audio file")
     q.add_argument("out", help="OUT.txt (`<key> id id ...` per line) or a folder for shards (units.npy per sample)")

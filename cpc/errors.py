@@ -23,3 +23,17 @@ class Preempted(Interrupted):
     """SIGTERM or SIGUSR1 stopped training cleanly at a checkpoint; the exit status asks for a requeue."""
 
     exit_status = REQUEUE_EXIT_STATUS
+
+
+class MissingExtra(UserError, ImportError):
+    """An optional dependency that is not installed; the message names the extra that brings it."""
+
+
+def require(module: str, extra: str, purpose: str):
+    """`import module`, or MissingExtra: "<purpose> needs <module>: pip install 'cpc[<extra>]'"."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtra(f"{purpose} needs {module}: pip install 'cpc[{extra}]' (or pip install {module})") from None

@@ -132,13 +132,13 @@ def load_eval_set(folder: str | Path) -> EvalSet:
 
 def score(featurizer, evalset: EvalSet, what: str) -> dict:
     """Phone % and ABX % of one featurizer on the eval split (the protocol in the module docstring)."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     from cpc.eval.abx import abx_errors
     from cpc.eval.probes import ProbeConfig, frame_probe
 
-    features = {u.key: featurizer(u.wav) for u in tqdm(evalset.utterances, desc=f"features {what}", unit="utt",
-                                                       file=sys.stderr, dynamic_ncols=True)}
+    bar = progress_bar(evalset.utterances, desc=f"features {what}", unit="utt", file=sys.stderr, dynamic_ncols=True)
+    features = {u.key: featurizer(u.wav) for u in bar}
     computed = lambda part: [replace(u, wav=features[u.key]) for u in part]  # the probe reads them as is
     probe = frame_probe(computed(evalset.probe_train), computed(evalset.probe_test), lambda f: f, evalset.classes,
                         ProbeConfig(**PROBE))
@@ -403,8 +403,9 @@ def run(args) -> dict:
     line = {
         "name": args.name, "recipe": str(args.recipe), "overrides": args.set, "seed": args.seed,
         "budget": budget_of(args), "precision": args.precision, "steps": steps,
-        "audio_seconds": None if steps is None else round(steps * config.optim.accumulate * config.data.batch_size * config.data.window
-                               / config.cpc.model.sample_rate, 1),
+        "audio_seconds": None if steps is None else round(
+            steps * config.optim.accumulate * config.data.batch_size * config.data.window / config.cpc.model.sample_rate,
+            1),
         # a scored checkpoint was trained elsewhere: its training time is not this process's
         "train_wall_s": None if args.checkpoint else round(for_training.wall, 1),
         "train_cpu_s": None if args.checkpoint else round(for_training.cpu, 1),

@@ -4,7 +4,8 @@ must follow the arrows below, and no module may reach itself through imports.
     python tools/check_imports.py          # prints the layer graph; exit 1 with each violation and cycle
 
 Arrows: cli -> recipe / eval -> train / methods -> models / losses; data is used by recipe, train and eval;
-checkpoint by train, eval and cpc.load; config, errors, devices and version by anyone; models and losses import nothing else of cpc.
+checkpoint by train, eval and cpc.load; config, errors, devices, progress and version by anyone; models and
+losses import nothing else of cpc.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cpc"
-ALWAYS = {"config", "version", "errors", "devices"}
+ALWAYS = {"config", "version", "errors", "devices", "progress"}
 ALLOWED = {  # layer -> the layers it may import (besides itself and ALWAYS)
     "cpc": {"checkpoint"},
     "cli": {"recipe", "eval", "data", "checkpoint", "models"},
@@ -31,6 +32,7 @@ ALLOWED = {  # layer -> the layers it may import (besides itself and ALWAYS)
     "version": set(),
     "errors": set(),
     "devices": set(),
+    "progress": set(),
 }
 
 

@@ -8,7 +8,7 @@ import itertools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import soundfile as sf
@@ -27,6 +27,9 @@ class AudioItem:
     speaker: str = ""
     key: str = ""  # unique and dot-free; derived from the path when empty
     fields: dict[str, Any] = field(default_factory=dict)
+    # Audio that is not one whole file (a Kaldi pipe or segment, a Lhotse cut, a dataset row): returns (mono float32
+    # samples, their rate); `path` then only names it in messages. See `load_item`.
+    read: Callable[[], tuple[np.ndarray, int]] | None = None
 
 
 class IngestError(UserError, ValueError):
@@ -165,13 +168,25 @@ def load_audio(path: str, sample_rate: int) -> np.ndarray:
             audio, rate = file.read(dtype="float32", always_2d=True), file.samplerate
         except Exception as error:
             raise ValueError(f"cannot read audio {path}: {error}") from None
-    mono = check_finite(audio.mean(axis=1), path)
-    if rate != sample_rate and len(mono):
-        import torch
-        import torchaudio.functional
+    return to_rate(check_finite(audio.mean(axis=1), path), rate, sample_rate)
 
-        mono = torchaudio.functional.resample(torch.from_numpy(mono), rate, sample_rate).numpy()
-    return mono
+
+def load_item(item: AudioItem, sample_rate: int) -> np.ndarray:
+    """An item's audio as float32 mono at `sample_rate`: its file (`load_audio`), or what its `read` returns."""
+    if item.read is None:
+        return load_audio(item.path, sample_rate)
+    mono, rate = item.read()
+    return to_rate(check_finite(mono, item.path), rate, sample_rate)
+
+
+def to_rate(mono: np.ndarray, rate: int, sample_rate: int) -> np.ndarray:
+    """float32 mono samples at `rate` -> at `sample_rate` (torchaudio's resampler)."""
+    if rate == sample_rate or not len(mono):
+        return mono
+    import torch
+    import torchaudio.functional
+
+    return torchaudio.functional.resample(torch.from_numpy(mono), rate, sample_rate).numpy()
 
 
 VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")

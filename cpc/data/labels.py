@@ -66,3 +66,24 @@ def read_splits(specs: list[str]) -> dict[str, set[str]]:
             raise LabelError(f"split list {path} (for split {name!r}) does not exist: check the --split path")
         splits[name] = {safe_key(line.strip()) for line in Path(path).read_text().splitlines() if line.strip()}
     return splits
+
+
+LABEL_NAMES = "phones.txt"  # label names by id, one per line: beside a corpus's split folders
+
+
+def read_label_names(path: str | os.PathLike) -> list[str]:
+    """Label names by id from a file with one name per line (a corpus's phones.txt)."""
+    if not Path(path).is_file():
+        raise LabelError(f"label names file {path} does not exist: one name per line, line n naming label n - 1")
+    return Path(path).read_text().split()
+
+
+def label_names_beside(shards: str | os.PathLike) -> list[str] | None:
+    """The phones.txt of a shard set, if there is one: in its folder or the folder above (where `cpc shards` and
+    the bundled corpora keep it, beside the split folders)."""
+    path = Path(shards)
+    folder = path if path.is_dir() else path.parent if path.is_file() else None
+    for place in [folder, folder.parent] if folder is not None else []:
+        if (place / LABEL_NAMES).is_file():
+            return read_label_names(place / LABEL_NAMES)
+    return None

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import webdataset as wds
 
-from cpc.data.ingest import AudioItem, NonFiniteAudio, load_audio
+from cpc.data.ingest import AudioItem, NonFiniteAudio, load_item
 from cpc.data.labels import fit_labels, frame_samples, safe_key
 from cpc.errors import UserError
 
@@ -87,7 +87,7 @@ def audio_samples(
     for item in items:
         key = item.key or safe_key(Path(item.path).stem)
         try:
-            audio = load_audio(item.path, sample_rate)
+            audio = load_item(item, sample_rate)
         except NonFiniteAudio as error:
             errors.setdefault("non-finite samples (NaN or Inf)", []).append(str(error))
             continue
@@ -154,7 +154,7 @@ def write_shards(
     """Write samples with webdataset's ShardWriter (local path or any URL it can write, e.g. `pipe:...`) and the
     index: per shard its sample count and seconds of audio (each sample's json `seconds`, or `num_samples` /
     `sample_rate`)."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     if "%" not in pattern:
         raise ValueError(f"shard pattern {pattern!r} needs a %-format for the shard number, e.g. shard-%06d.tar")
@@ -171,7 +171,7 @@ def write_shards(
 
     try:
         with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0, opener=opening) as writer:
-            for sample in tqdm(samples, desc="writing shards", unit="sample", disable=not progress):
+            for sample in progress_bar(samples, desc="writing shards", unit="sample", disable=not progress):
                 if sample["__key__"] in keys:
                     raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
                 keys.add(sample["__key__"])
@@ -265,7 +265,7 @@ def write_splits(
     """Shards (+ index.json) per split under out/<split>/, or straight under out/ without splits; items outside
     every split are left out. Keys that collide, and split lists naming keys the corpus lacks, fail before
     anything is written. Prints a summary and every problem met (each file once); returns the indexes."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     out = Path(out)
     check_keys(items)
@@ -286,7 +286,7 @@ def write_splits(
         # every training batch read from a few shards (batch negatives are not mostly same-speaker ones).
         members = sorted(members, key=lambda item: item.key)
         random.Random(f"cpc-shards/{name}").shuffle(members)
-        files = tqdm(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
+        files = progress_bar(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
         samples = audio_samples(files, sample_rate, max_seconds, alignments, errors, notes)
         index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes, progress=False)
         files.close()

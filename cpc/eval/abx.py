@@ -470,7 +470,7 @@ def _missing(items: ItemTable, files: list[str], missing: list[str], features) -
 
 
 def _load_frames(items: ItemTable, features, feature_size: float, progress: bool) -> _Frames:
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     order = np.argsort(items.files, kind="stable")
     names, first = np.unique(items.files[order], return_index=True)
@@ -485,7 +485,7 @@ def _load_frames(items: ItemTable, features, feature_size: float, progress: bool
         raise _missing(items, files, missing, features)
     chunks, starts, lengths, keeps = [], [], [], []
     total, kind, dim = 0, None, None
-    for name in tqdm(files, desc="ABX features", unit="file", disable=not progress):
+    for name in progress_bar(files, desc="ABX features", unit="file", disable=not progress):
         try:
             tensor = _as_tensor(getter(name), name)
         except (KeyError, FileNotFoundError):
@@ -821,7 +821,7 @@ def abx_errors(features: Mapping | Callable, items: ItemTable | str | os.PathLik
     """ABX error rates in percent, keyed "<speaker mode>-<context mode>" ("within-within", "across-any", ...).
     `features`: file -> (frames, dim) array (or (frames,) unit ids), a mapping or a callable; `items`: an item
     file or read_items' table; `feature_size`: frame shift in seconds."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     distance = "euclidean" if distance == "euclidian" else distance
     if distance not in DISTANCES:
@@ -849,7 +849,8 @@ def abx_errors(features: Mapping | Callable, items: ItemTable | str | os.PathLik
             plans.append((f"{speaker}-{context}", g, cells, speaker == "within", stream))
     scores: dict[str, float] = {}
     total = sum(len(p[2]["a"]) for p in plans)
-    with torch.no_grad(), _exact_matmul(), tqdm(total=total, desc="ABX", unit="cell", disable=not progress) as bar:
+    bar = progress_bar(total=total, desc="ABX", unit="cell", disable=not progress)
+    with torch.no_grad(), _exact_matmul(), bar:
         for name, g, cells, within, stream in plans:
             bar.set_description(f"ABX {name}")
             width = int(min(max_size_group, g.size.max()))

@@ -334,7 +334,7 @@ def whole(wav: np.ndarray | torch.Tensor | LongRecording) -> np.ndarray | torch.
     return np.concatenate(list(wav.blocks(1 << 20))) if isinstance(wav, LongRecording) else wav
 
 
-EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json")  # what an extraction writes into its folder
+EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json", "feats.ark", "feats.scp")  # what an extraction writes
 
 
 def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:

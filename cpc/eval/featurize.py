@@ -58,6 +58,9 @@ def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
             raise ValueError(f"random:{source}: neither a checkpoint nor a preset (paper, base, small, logmel, "
                              "video)") from None
         return checkpoint.build_model({"class": "CPCModel", "config": to_dict(config)}).eval()
+    if not kind and not Path(source).exists() and "/" not in source and Path(source).suffix != ".pt":  # a bare name
+        raise ValueError(f"{spec}: no such checkpoint or run folder, nor a built-in feature; built-in: "
+                         f"{', '.join(BASELINES)}, random:PRESET (paper, base, small, video), int8:CHECKPOINT, A+B")
     model = checkpoint.load(source)
     if kind == "int8":
         return int8_model(model, list(calibration))

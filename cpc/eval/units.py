@@ -103,7 +103,7 @@ def minibatch_kmeans(x: torch.Tensor, k: int, batch_size: int = 10000, epochs: i
     sample, then per batch each centroid moves to the running mean of the frames it was given; a centroid that
     gets no frame in an epoch restarts at a random frame. x (n, dim) on any device -> centroids (k, dim).
     Every random draw comes from a CPU generator seeded with `seed`: the same centroids on every run."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     n, dim = x.shape
     generator = torch.Generator().manual_seed(seed)
@@ -111,7 +111,7 @@ def minibatch_kmeans(x: torch.Tensor, k: int, batch_size: int = 10000, epochs: i
     centroids = _kmeans_pp(x[init.to(x.device)], k, generator)
     counts = torch.zeros(k, dtype=torch.float64, device=x.device)
     steps = max(1, math.ceil(n / batch_size))
-    for _ in tqdm(range(epochs), desc=f"k-means (k={k}, {n} frames)", unit="epoch", disable=not progress):
+    for _ in progress_bar(range(epochs), desc=f"k-means (k={k}, {n} frames)", unit="epoch", disable=not progress):
         order = torch.randperm(n, generator=generator).to(x.device)
         seen = torch.zeros(k, dtype=torch.bool, device=x.device)
         for step in range(steps):

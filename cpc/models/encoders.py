@@ -222,7 +222,8 @@ def causal_normalize(wav: torch.Tensor, level: float, prior_samples: int,
         carried_sum, carried_count = carry if carry is not None else (torch.zeros(x.shape[0], dtype=dtype,
                                                                                   device=x.device), 0)
         running = torch.cumsum(x * x, dim=-1) + carried_sum.to(dtype)[:, None]
-        count = torch.arange(carried_count + 1, carried_count + x.shape[-1] + 1, dtype=dtype, device=x.device)
+        # The count as an offset, not arange's bounds: it may be a tensor (an exported graph's state input).
+        count = carried_count + torch.arange(1, x.shape[-1] + 1, dtype=dtype, device=x.device)
         rms = torch.sqrt((running + prior_samples * level**2) / (count + prior_samples))
         out = (x / rms).to(wav.dtype if wav.is_floating_point() else torch.float32)
     last = running[:, -1] if x.shape[-1] else carried_sum.to(dtype)

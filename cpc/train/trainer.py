@@ -413,9 +413,9 @@ class Trainer:
             self.runlog.write(step, split, values)
 
     def progress_bar(self, step: int):
-        from tqdm import tqdm
+        from cpc.progress import progress_bar
 
-        return tqdm(total=self.config.steps, initial=step, unit="step", dynamic_ncols=True,
+        return progress_bar(total=self.config.steps, initial=step, unit="step", dynamic_ncols=True,
                     disable=self.rank != 0 or not self.config.progress)
 
     def abandon(self) -> None:

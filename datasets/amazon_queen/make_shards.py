@@ -285,7 +285,7 @@ def speech_items(resource: Path, wav_dir: Path) -> tuple[list[tuple[AudioItem, f
                                                          Spectrum]:
     """The speech clips of a resource file, decoded to 16 kHz wav files under wav_dir: ([(item, seconds)],
     [(left-out entry, reason)], their spectrum)."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     data = resource.read_bytes()
     version, codec, entries = read_table(data, str(resource))
@@ -295,7 +295,7 @@ def speech_items(resource: Path, wav_dir: Path) -> tuple[list[tuple[AudioItem, f
                 if name.endswith(".CUT")}
     items, skipped, spectrum = [], [], Spectrum()
     sounds = sorted(name for name in entries if name.endswith(".SB"))
-    for name in tqdm(sounds, desc=f"decoding {resource.name} ({version}, {codec})", unit="clip"):
+    for name in progress_bar(sounds, desc=f"decoding {resource.name} ({version}, {codec})", unit="clip"):
         sound = name[:-3]
         clip = classify(sound, keys, cutaways)
         if clip.kind in ("sound effect", "unknown"):

@@ -357,11 +357,11 @@ class Aligner:
 
 def voice_items(voice: Voice, root: Path, wav_dir: Path, decoder: str) -> list[tuple[AudioItem, float]]:
     """The speech prompts of one voice, decoded to 16 kHz wav files under wav_dir: [(item, seconds)]."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     transcripts = read_transcripts(voice, root)
     items = []
-    for prompt, path in tqdm(prompt_files(root, voice).items(), desc=voice.name, unit="prompt"):
+    for prompt, path in progress_bar(prompt_files(root, voice).items(), desc=voice.name, unit="prompt"):
         text = transcripts.get(prompt, "")
         if not is_speech(prompt, text):
             continue
@@ -381,12 +381,12 @@ def voice_items(voice: Voice, root: Path, wav_dir: Path, decoder: str) -> list[t
 
 def english_set(items: list[AudioItem], out: Path, test_percent: float, max_mb: float) -> dict:
     """Align every English prompt, write labels, split lists and labelled dev/test shards; returns counts."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     aligner = Aligner()
     lines, segments_rows, skipped, splits = [], [], [], {"dev": set(), "test": set()}
     alignments = {}
-    for item in tqdm(items, desc="aligning English", unit="prompt"):
+    for item in progress_bar(items, desc="aligning English", unit="prompt"):
         words = english_words(item.fields["text"]) if item.fields["text"] else None
         if not words:
             skipped.append((item.key, "no single reading of the transcript", item.fields["text"]))

@@ -251,13 +251,13 @@ def rnc_unpack(packed: bytes) -> bytes:
 def speech_items(game: Path, wav_dir: Path) -> tuple[list, list[tuple[str, str]], object]:
     """The speech files of the game, decoded to 16 kHz wav files under wav_dir: ([(item, seconds)],
     [(left-out file, reason)], their spectrum)."""
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     files = read_directory((game / "sky.dnr").read_bytes(), str(game / "sky.dnr"))
     disk = (game / "sky.dsk").read_bytes()
     items, skipped, spectrum = [], [], queen.Spectrum()
     numbers = sorted(n for n in files if n in LINE_FILES or n in INTRO_VOICES)
-    for number in tqdm(numbers, desc="unpacking sky.dsk speech", unit="clip"):
+    for number in progress_bar(numbers, desc="unpacking sky.dsk speech", unit="clip"):
         try:
             audio = queen.resampled(speech_samples(load_file(disk, files[number]), number), SPEECH_RATE)
         except RncError as error:

@@ -203,11 +203,11 @@ def synthesise(out: Path, utterances: int, seed: int, test_fraction: float, offs
     texts = sentences_on_disk(offset + utterances, seed)[offset:]
     test_texts = set(texts[: max(1, int(len(texts) * test_fraction))])  # held-out sentences, not just recordings
     items, lines, test = [], [], []
-    from tqdm import tqdm
+    from cpc.progress import progress_bar
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for number, text in enumerate(tqdm(texts, desc="synthesising", unit="utt")):
+        for number, text in enumerate(progress_bar(texts, desc="synthesising", unit="utt")):
             speaker = speakers[number % len(speakers)]
             key = f"{speaker}_{number:05d}"
             wav = out / "wav" / speaker / f"{key}.wav"
