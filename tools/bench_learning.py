@@ -215,8 +215,9 @@ def check_layers(model, layers: list[str]) -> None:
 # ------------------------------------------------------------------------------------------------ training
 class CpuBudget:
     """Ends training once this process has used `seconds` of CPU time since entering, through the trainer's own
-    Ctrl-C stop (a checkpoint, a log row, then `Interrupted`): a watcher thread sends SIGINT, and again every
-    second until training returns, since one sent before the trainer's loop has taken over SIGINT is ignored."""
+    Ctrl-C stop (a checkpoint, a log row, then `Interrupted`): a watcher thread sends SIGINT, again every second
+    while SIGINT is still this budget's own handler (one sent before the trainer's loop takes SIGINT over is
+    ignored), and never again once the trainer's handler has had one (its second Ctrl-C means "stop at once")."""
 
     def __init__(self, seconds: float):
         self.seconds, self.fired, self.done = seconds, False, threading.Event()
@@ -233,9 +234,11 @@ class CpuBudget:
             raise KeyboardInterrupt
 
     def watch(self) -> None:
-        while not self.done.wait(1.0 if self.fired else 0.2):
+        trainer_has_it = False
+        while not trainer_has_it and not self.done.wait(1.0 if self.fired else 0.2):
             if time.process_time() - self.start >= self.seconds:
                 self.fired = True
+                trainer_has_it = signal.getsignal(signal.SIGINT) != self.outside_the_loop
                 os.kill(os.getpid(), signal.SIGINT)
 
     def __exit__(self, *exc) -> None:

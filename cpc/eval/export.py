@@ -79,7 +79,7 @@ class StreamingStep(nn.Module):
         raw = audio * real
         outputs = []
         if self.norm == "causal":
-            normed, (norm_sum, _) = self.model.causal_norm(raw, (norm[0], position))
+            normed, (norm_sum, _) = self.model.inputs.causal_norm(raw, (norm[0], position))
             outputs.append(norm_sum)
         elif self.norm == "window":
             normed = (raw - norm[0][0]) / (norm[0][1] + 1e-5)
@@ -109,8 +109,8 @@ class StreamingStep(nn.Module):
 def check_exportable(model: CPCModel, chunk_samples: int, layer: str) -> None:
     """ExtractError unless this model and chunk size make a static streaming graph."""
     check_layer(layer)
-    if model.video:
-        raise ExtractError("cpc export streams audio models; this model reads video frames")
+    if model.inputs.kind != "waveform":
+        raise ExtractError(f"cpc export streams raw-waveform audio models; this model reads {model.inputs.kind} input")
     if layer in OFFLINE_LAYERS or layer == "appearance":
         raise ExtractError(f"feature layer {layer!r} cannot be streamed (--layer): export c, z or both")
     if model.config.ar.kind not in ("gru", "lstm"):
