@@ -20,15 +20,15 @@ bench() { learn --mode short "$@"; }
 row() {
   case $1 in
     random) learn --random-init --name "random init, shipped architecture" --layers c z c+mfcc ;;
-    # r0 and r1 keep a checkpoint every 750 steps: scored at 750 and 3,000 they check that a 4x shorter budget
-    # ranks them as the 4x longer one does (docs/ablations.md, "short against long").
+    # r0, r1 and r3 keep a checkpoint every 750 steps: scored at 750 and 3,000 they check that a 4x shorter
+    # budget ranks them as the 4x longer one does (docs/ablations.md, "short against long").
     r0) bench --name "shipped recipe: synthetic only, batch negatives" --layers c z c+mfcc $EVERY \
           --out runs/bench/r0 ;;
     r1) bench --name "+ same_sequence negatives" --set cpc.infonce.policy=same_sequence --layers c z c+mfcc $EVERY \
           --out runs/bench/r1 ;;
     r2) echo "r2 (synthetic + prompts 1:1, same_sequence) is step 3000 of the long run: runs/exp/eval_long.sh 3000" ;;
     r3) bench --name "r2 + bidirectional" --set "$MIX" --set cpc.infonce.policy=same_sequence \
-          --set cpc.model.bidirectional=true --layers c z c_bidir c_bidir+mfcc ;;
+          --set cpc.model.bidirectional=true --layers c z c_bidir c_bidir+mfcc $EVERY --out runs/bench/r3 ;;
     r4) bench --name "r2 + log-mel front end" --set "$MIX" --set cpc.infonce.policy=same_sequence \
           --set cpc_preset=logmel --layers c z c+mfcc ;;
     r5) bench --name "r2 + English game dialogue (1:1:1:1)" --set "$GAMES" --set cpc.infonce.policy=same_sequence \
