@@ -83,7 +83,8 @@ def main() -> None:
         abx = abx_within(features, test, items)
         results[name] = {"phone_accuracy": phone.accuracy, "speaker_accuracy": speaker.accuracy, "abx_within": abx}
         table.append(f"| {name:<36} | {100 * phone.accuracy:5.1f} | {100 * speaker.accuracy:5.1f} | {abx:5.2f} |")
-        print(table[-1], flush=True)
+        print(f"   {name}: phones {100 * phone.accuracy:.1f} %, speakers {100 * speaker.accuracy:.1f} %, "
+              f"ABX {abx:.2f} %", flush=True)  # progress; the table comes once, at the end
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print("\n| features (context c for CPC)         | phone % | speaker % | ABX within % |\n|---|---|---|---|")
     print("\n".join(table))
