@@ -46,19 +46,25 @@ def test_exported_shipped_checkpoint_streams_as_torch_does(tmp_path, capsys):
     assert "4000 samples (0.25 s) per call -> 25 frames of c (256-dim)" in capsys.readouterr().out
     model, wav = cpc.load(SHIPPED), speech_like(16000 * 2 + 1234)
     assert_streams_agree(model, tmp_path / "cpc.onnx", wav, 4000)
-    # and the stream's frames are the whole file's ("window" models take the utterance's stats as an input)
+    # and the stream's frames are the whole file's
     onnx_stream = OnnxFeatureStream(tmp_path / "cpc.onnx", utterance_stats(wav))
     streamed = np.concatenate([onnx_stream.push(wav[:5000]), onnx_stream.push(wav[5000:]), onnx_stream.finish()])
     assert np.abs(streamed - extract(model, wav).numpy()).max() < TOLERANCE
 
 
 @pytest.mark.child_process
-@pytest.mark.parametrize("ar", ["gru", "lstm"])
-def test_exported_causal_models_stream_as_torch_does(tmp_path, ar):
+@pytest.mark.parametrize("ar", ["gru", "lstm", "gru, window"])
+def test_exported_models_stream_as_torch_does(tmp_path, ar):
     model = cpc.load(SHIPPED)
-    if ar == "gru":  # trained weights under the presets' causal input normalisation
-        model.config.input_norm = "causal"
-    else:
+    if ar == "gru, window":  # checkpoints saved before input_norm: the utterance's stats are an input of the graph
+        model.config.input_norm = "window"
+        wav = speech_like(16000 + 1234, seed=2)
+        export_onnx(model, tmp_path / "w.onnx", 1600)
+        streamed = OnnxFeatureStream(tmp_path / "w.onnx", utterance_stats(wav))
+        frames = np.concatenate([streamed.push(wav[:5000]), streamed.push(wav[5000:]), streamed.finish()])
+        assert np.abs(frames - extract(model, wav).numpy()).max() < TOLERANCE
+        return
+    if ar == "lstm":
         config = cpc_base_config()
         model = CPCModel(dataclasses.replace(config, encoder=dataclasses.replace(config.encoder, channels=32),
                                              ar=AutoregressiveConfig("lstm", 48, layers=2))).eval()

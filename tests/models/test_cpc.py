@@ -152,9 +152,11 @@ def test_video_input_norm_is_per_frame_unless_none():
     assert torch.equal(CPCModel(dataclasses.replace(config, input_norm="none")).prepare(frames), frames.float() / 255)
 
 
-def test_shipped_checkpoint_keeps_window_standardisation():
-    path = Path(__file__).parents[2] / "recipes/demo/cpc_shipped.pt"
-    model = load(path).eval()
+def test_a_checkpoint_saved_before_input_norm_keeps_window_standardisation(tmp_path):
+    state = torch.load(Path(__file__).parents[2] / "recipes/demo/cpc_shipped.pt", weights_only=True)
+    del state["model_config"]["config"]["input_norm"]  # what every checkpoint written before the key holds
+    torch.save(state, tmp_path / "old.pt")
+    model = load(tmp_path / "old.pt").eval()
     assert model.config.resolved_input_norm == "window"
     wav = 0.1 * torch.randn(8000) + 0.02
     with torch.no_grad():  # what every release before input_norm computed: whole-input standardisation
