@@ -134,6 +134,7 @@ def probe(args: argparse.Namespace) -> None:
     from cpc.eval.featurize import feature_name, featurizer
     from cpc.eval.plots import plot_confusion
     from cpc.eval.probes import ProbeConfig, class_probe, coverage, describe, frame_probe, require_items
+    from cpc.eval.report import ReportRow, write_probe_report
 
     load = load_clips if args.task == "clips" else load_utterances
     train, test = load(args.train), load(args.test)
@@ -152,7 +153,7 @@ def probe(args: argparse.Namespace) -> None:
         if train[0].labels is not None:
             tasks["clips"]["frame labels"] = lambda f: frame_probe(train, test, f, args.classes, config)
     names = read_label_names(args.phones) if args.phones else label_names_beside(args.train)
-    results = {}
+    results, report = {}, []
     for spec in args.features:
         try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
             features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate, device=args.device)
@@ -163,7 +164,8 @@ def probe(args: argparse.Namespace) -> None:
             result = run(features)
             slug = task.replace(" ", "_")
             out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
-            plot_confusion(result.confusion, out / f"confusion_{slug}_{name}.png", f"{task}: {spec}",
+            image = f"confusion_{slug}_{name}.png"
+            plot_confusion(result.confusion, out / image, f"{task}: {spec}",
                            names if task in ("phones", "frame labels") else None)
             covered = {split: coverage(items, result.scored[split], result.left_out[split])
                        for split, items in (("test", test), ("train", train))}
@@ -172,12 +174,15 @@ def probe(args: argparse.Namespace) -> None:
                 "per_class": result.per_class, "left_out": result.problems, "coverage": covered}
             print(f"{spec:<40} {task:<12} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
                   f"epoch {result.best_epoch})", flush=True)
-            for split, covers in covered.items():
-                print(f"  {describe(covers, split, noun)}")
+            lines = [describe(covers, split, noun) for split, covers in covered.items()]
+            print("\n".join(f"  {line}" for line in lines))
+            report.append(ReportRow(spec, task, result.accuracy, result.dev_accuracy, result.best_epoch, lines, image))
     if args.task != "clips":  # one task: keep the flat {spec: result} layout
         results = {spec: tasks_done[args.task] for spec, tasks_done in results.items()}
     (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
-    print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}")
+    settings = {"train": args.train, "test": args.test, "layer": args.layer, **vars(config)}
+    written = write_probe_report(out, f"cpc probe {args.task}", settings, report)
+    print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}; report: {written}")
 
 
 def model_features(spec: str, layer: str, device: str):

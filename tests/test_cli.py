@@ -23,7 +23,7 @@ def test_shards_command_from_folder(tmp_path, capsys):
                                        "files or a TSV manifest (header row with path and speaker columns)\n")
 
 
-def test_probe_command_on_the_bundled_corpus(tmp_path):
+def test_probe_command_on_the_bundled_corpus(tmp_path, capsys):
     import json
 
     sample = "datasets/synthetic_speech/sample"
@@ -32,6 +32,12 @@ def test_probe_command_on_the_bundled_corpus(tmp_path):
     result = json.loads((tmp_path / "phones.json").read_text())["results"]["mfcc"]
     assert result["accuracy"] > 0.2  # 40 classes: chance is 0.025 (train and test overlap here: a smoke test)
     assert (tmp_path / "confusion_phones_mfcc.png").exists()
+    assert capsys.readouterr().out.rstrip().endswith(f"report: {tmp_path / 'report.md'}")  # the last line links it
+    report = (tmp_path / "report.md").read_text()
+    assert (f"| `mfcc` | phones | {100 * result['accuracy']:.1f} | {100 * result['dev_accuracy']:.1f} | "
+            f"{result['best_epoch']} |") in report
+    assert "- `mfcc`, phones: test: scored all 22 utterances; train: scored all 22 utterances" in report
+    assert "![phones: mfcc](confusion_phones_mfcc.png)" in report
 
 
 def test_extract_command_npy_and_shards_keep_keys_order_and_frames(tmp_path):
