@@ -605,20 +605,16 @@ def test_broken_recordings_are_skipped_named_and_counted_and_flawed_ones_noted(t
     # signal lands long before the end): no shard is left without the index that lists it.
     for i in range(16):
         recording(tmp_path / "many" / f"r{i}.wav", 30.0, seed=i)
-    # Now and then the SIGINT was lost (the run ended with exit 0, not yet explained): such a run proves nothing
-    # about interruption, so the interruption is tried again, up to 4 times, on a fresh output folder.
-    for attempt in range(4):
-        shutil.rmtree(tmp_path / "cut", ignore_errors=True)
-        sharding = subprocess.Popen([sys.executable, "-m", "cpc.cli", "shards", tmp_path / "many", tmp_path / "cut",
-                                     "--max-seconds", "0.1", "--shard-mb", "0.001"], cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + 120
-        while not (tmp_path / "cut" / "shard-000002.tar").exists() and time.time() < deadline:
-            time.sleep(0.02)
-        os.kill(sharding.pid, signal.SIGINT)
-        _, stderr = sharding.communicate(timeout=60)
-        if sharding.returncode != 0:
-            break
+    # A Ctrl-C that lands while soundfile encodes FLAC is raised inside a cffi callback, which swallows it: the
+    # sample loop takes it between samples instead (cpc.signals), so it is never lost.
+    sharding = subprocess.Popen([sys.executable, "-m", "cpc.cli", "shards", tmp_path / "many", tmp_path / "cut",
+                                 "--max-seconds", "0.1", "--shard-mb", "0.001"], cwd=ROOT, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "cut" / "shard-000002.tar").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    os.kill(sharding.pid, signal.SIGINT)
+    _, stderr = sharding.communicate(timeout=60)
     assert (sharding.returncode, stderr.splitlines()[-1]) == (130, "cpc shards: interrupted (Ctrl-C)")
     assert sorted((tmp_path / "cut").iterdir()) == []
 

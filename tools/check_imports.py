@@ -4,7 +4,7 @@ must follow the arrows below, and no module may reach itself through imports.
     python tools/check_imports.py          # prints the layer graph; exit 1 with each violation and cycle
 
 Arrows: cli -> recipe / eval -> train / methods -> models / losses; data is used by recipe, train and eval;
-checkpoint by train, eval and cpc.load; config, errors, devices, progress and version by anyone; models and
+checkpoint by train, eval and cpc.load; config, errors, devices, progress, signals and version by anyone; models and
 losses import nothing else of cpc.
 """
 
@@ -16,7 +16,7 @@ from collections import defaultdict
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "cpc"
-ALWAYS = {"config", "version", "errors", "devices", "progress"}
+ALWAYS = {"config", "version", "errors", "devices", "progress", "signals"}
 ALLOWED = {  # layer -> the layers it may import (besides itself and ALWAYS)
     "cpc": {"checkpoint"},
     "cli": {"recipe", "eval", "data", "checkpoint", "models"},
@@ -33,6 +33,7 @@ ALLOWED = {  # layer -> the layers it may import (besides itself and ALWAYS)
     "errors": set(),
     "devices": set(),
     "progress": set(),
+    "signals": set(),
 }
 
 

@@ -155,6 +155,7 @@ def write_shards(
     index: per shard its sample count and seconds of audio (each sample's json `seconds`, or `num_samples` /
     `sample_rate`)."""
     from cpc.progress import progress_bar
+    from cpc.signals import interruptible
 
     if "%" not in pattern:
         raise ValueError(f"shard pattern {pattern!r} needs a %-format for the shard number, e.g. shard-%06d.tar")
@@ -171,7 +172,9 @@ def write_shards(
 
     try:
         with wds.ShardWriter(pattern, maxsize=max_bytes, maxcount=max_count, verbose=0, opener=opening) as writer:
-            for sample in progress_bar(samples, desc="writing shards", unit="sample", disable=not progress):
+            # A Ctrl-C while soundfile encodes would be swallowed by its cffi callback: taken between samples.
+            for sample in progress_bar(interruptible(samples), desc="writing shards", unit="sample",
+                                       disable=not progress):
                 if sample["__key__"] in keys:
                     raise ShardError(f"duplicate sample key {sample['__key__']!r} ({pattern}): keys must be unique")
                 keys.add(sample["__key__"])
@@ -286,10 +289,10 @@ def write_splits(
         # every training batch read from a few shards (batch negatives are not mostly same-speaker ones).
         members = sorted(members, key=lambda item: item.key)
         random.Random(f"cpc-shards/{name}").shuffle(members)
-        files = progress_bar(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True)
-        samples = audio_samples(files, sample_rate, max_seconds, alignments, errors, notes)
-        index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes, progress=False)
-        files.close()
+        # closed on the way out of an error too, so its last line comes before the error's, not after
+        with progress_bar(members, desc=f"sharding {name or 'recordings'}", unit="file", dynamic_ncols=True) as files:
+            samples = audio_samples(files, sample_rate, max_seconds, alignments, errors, notes)
+            index = write_shards(samples, str(out / name / "shard-%06d.tar"), max_bytes=max_bytes, progress=False)
         print(f"{name or 'shards'}: {index['samples']} samples, {index['seconds'] / 3600:.2f} h "
               f"in {len(index['shards'])} shard(s) under {out / name}")
         for reason, found in errors.items():

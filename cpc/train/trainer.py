@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import math
 import shutil
-import signal
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -28,6 +27,7 @@ from cpc import checkpoint
 from cpc.config import differences
 from cpc.data.stages import SkipCounter
 from cpc.errors import REQUEUE_EXIT_STATUS, Interrupted, Preempted, UserError
+from cpc.signals import REQUEUE_SIGNALS, stop_signals
 from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
@@ -85,36 +85,6 @@ def set_backends(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         torch.backends.cudnn.allow_tf32 = config.tf32
-
-
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
-REQUEUE_SIGNALS = ("SIGTERM", "SIGUSR1")  # a scheduler ending or preempting the job, or SLURM's --signal warning
-
-
-@contextmanager
-def stop_signals():
-    """SIGINT (Ctrl-C), SIGTERM and SIGUSR1 append their name to the list this yields instead of ending the process
-    mid-step; the loop stops at a step boundary (a second Ctrl-C stops at once). Installed before the data loader
-    starts, so its forked workers inherit the handlers and outlive a signal sent to the whole process group."""
-    received: list[str] = []
-
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
-        if name == "SIGINT" and name in received:
-            raise KeyboardInterrupt
-        received.append(name)
-
-    previous = {}
-    try:
-        for name in STOP_SIGNALS:
-            previous[name] = signal.signal(getattr(signal, name), handler)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    try:
-        yield received
-    finally:
-        for name, old in previous.items():
-            signal.signal(getattr(signal, name), old)
 
 
 def stopped_at(step: int, path: Path | None, requeue: bool, received: list[str]) -> Interrupted:
