@@ -4,6 +4,7 @@ the few collectives the trainer needs beyond DDP's gradient all-reduce."""
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import timedelta
 from typing import Any
 
@@ -25,11 +26,32 @@ def setup(device: str = "auto", timeout_minutes: float = 30.0) -> tuple[torch.de
         torch.cuda.set_device(chosen)
     global _owned
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_minutes))
+        hazard = stale_store_hazard()
+        if hazard and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0" and os.environ.get("RANK") == "0":
+            warnings.warn(hazard, stacklevel=2)
+        try:
+            dist.init_process_group("nccl" if chosen.type == "cuda" else "gloo",
+                                    timeout=timedelta(minutes=timeout_minutes))
+        except RuntimeError as error:
+            if hazard and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") != "0":
+                raise RuntimeError(f"{error}\nthe likely cause on a restart: {hazard}") from error
+            raise
         _owned = True
     if dist.is_initialized():  # possibly made by the caller, at any world size
         return chosen, dist.get_rank(), dist.get_world_size()
     return chosen, 0, world
+
+
+def stale_store_hazard() -> str | None:
+    """Why a restart may fail to connect, or None. torchrun with --max-restarts shares its rendezvous store with
+    the workers by default, without a per-restart prefix, so a restarted group can read the addresses the group
+    before it published and fail with "Connection refused" (pytorch/pytorch#135712; seen here under load)."""
+    shared = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not shared or int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0")) == 0:
+        return None
+    return ("torchrun --max-restarts shares its rendezvous store with the workers, and a restarted group can read "
+            "the addresses of the group before it and fail to connect: launch torchrun with "
+            "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment")
 
 
 def active() -> bool:

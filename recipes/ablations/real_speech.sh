@@ -38,9 +38,15 @@ row() {
     r7) bench --name "r2 + log-mel regression (APC-style L1) beside InfoNCE" --set "$MIX" \
           --set cpc.infonce.policy=same_sequence --set cpc.model.regression_target=logmel \
           --set cpc.regression_loss=l1 --layers c z c+mfcc ;;
+    r2s1) bench --name "r2, second seed" --seed 1 --set "$MIX" --set cpc.infonce.policy=same_sequence \
+          --layers c z c+mfcc ;;
+    r8) bench --name "r2 + K = 8 prediction steps" --set "$MIX" --set cpc.infonce.policy=same_sequence \
+          --set cpc.model.predictor.steps=8 --layers c z c+mfcc ;;
+    r9) bench --name "r2 + augmentation of the past (pitch, noise, reverberation)" --set "$MIX" \
+          --set cpc.infonce.policy=same_sequence --set data.augment.past=true --layers c z c+mfcc ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(random r0 r1 r3 r4 r5 r6 r7)
+[ ${#rows[@]} -gt 0 ] || rows=(random r0 r1 r3 r4 r5 r6 r7 r2s1 r8 r9)
 for name in "${rows[@]}"; do row "$name"; done

@@ -26,17 +26,22 @@ QUICK = [arg for key, value in zip(SETTINGS[::2], SETTINGS[1::2])
          if not value.startswith(("val_shards=", "train.valid")) for arg in (key, value)] + ["--set", "val_shards=null"]
 
 
-def torchrun(out: Path, steps: int, *extra: str, restarts: int = 0) -> subprocess.Popen:
+def torchrun(out: Path, steps: int, *extra: str, restarts: int = 0, share_store: bool = False) -> subprocess.Popen:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "--max-restarts", str(restarts), "--monitor-interval", "0.1",
                "-m", "cpc.cli", "pretrain", "recipes/demo/cpc.yaml", *QUICK,
                "--set", f"train.steps={steps}", "--set", f"train.out={out}", *extra]
     return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1",
+                                 "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "0" if share_store else "1"})
 
 
 def finish(run: subprocess.Popen) -> str:
-    output = run.communicate(timeout=300)[0]
+    try:
+        output = run.communicate(timeout=300)[0]
+    except subprocess.TimeoutExpired:
+        kill_tree(run.pid)
+        pytest.fail(f"no end after 300 s: {run.communicate()[0]}")
     assert run.returncode == 0, output
     return output
 
@@ -141,3 +146,20 @@ def test_the_slurm_script_passes_the_time_limit_warning_on_and_requeues_the_job(
     assert len(stopped) == 1, output
     assert checkpoint.read(out)["step"] == int(stopped[0]) and not (out / "run.lock").exists()
     assert (tmp_path / "requeues").read_text() == "requeue 4711\n"
+    assert "TORCH_DISABLE_SHARE_RDZV_TCP_STORE" not in output  # --max-restarts 3 with a store per round: no warning
+
+
+def test_restarts_over_torchruns_shared_store_are_named_as_a_hazard(monkeypatch):
+    from cpc.train.distributed import stale_store_hazard
+
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "3")
+    assert stale_store_hazard() == (
+        "torchrun --max-restarts shares its rendezvous store with the workers, and a restarted group can read the "
+        "addresses of the group before it and fail to connect: launch torchrun with "
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in its environment")
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "0")  # no restarts: nothing stale to read
+    assert stale_store_hazard() is None
+    monkeypatch.setenv("TORCHELASTIC_MAX_RESTARTS", "3")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "False")  # TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 at launch
+    assert stale_store_hazard() is None
