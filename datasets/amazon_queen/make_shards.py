@@ -40,7 +40,7 @@ import shutil
 import struct
 import sys
 from pathlib import Path
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -349,16 +349,32 @@ def write_tables(out: Path, pairs: list[tuple[AudioItem, float]], skipped: list[
     return speakers
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def options(doc: str, source: str, default: Path, source_help: str, unit: str) -> argparse.ArgumentParser:
+    """The command line both game corpora share; `source` names the option that locates the game's files."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--resource", default=str(RESOURCE), help="the game's queen.1c")
-    parser.add_argument("--val-percent", type=float, default=5.0, help="sentences held out for validation")
+    parser.add_argument(source, default=str(default), help=source_help)
+    parser.add_argument("--val-percent", type=float, default=5.0, help=f"{unit} held out for validation")
     parser.add_argument("--shard-mb", type=float, default=10.0,
                         help="shard size: small shards let a weighted mixture of corpora draw them finely")
     parser.add_argument("--keep-wav", action="store_true", help="keep the decoded wav/ folder")
     parser.add_argument("--no-install", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def shard(out: Path, pairs: list[tuple[AudioItem, float]], held_out: Callable[[AudioItem], bool],
+          args: argparse.Namespace) -> None:
+    """train/ and val/ shard sets under out (`held_out` picks val), then the decoded wav/ folder goes unless kept."""
+    splits = {"train": set(), "val": set()}
+    for item, _ in pairs:
+        splits["val" if held_out(item) else "train"].add(item.key)
+    write_splits([item for item, _ in pairs], out, splits, max_bytes=args.shard_mb * 1e6, sample_rate=SAMPLE_RATE)
+    if not args.keep_wav:
+        shutil.rmtree(out / "wav", ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = options(__doc__, "--resource", RESOURCE, "the game's queen.1c", "sentences").parse_args(argv)
     out, resource = Path(args.out), Path(args.resource)
     if args.resource == str(RESOURCE):
         prompts.ensure_installed([PACKAGE], install=not args.no_install)
@@ -375,12 +391,7 @@ def main(argv: list[str] | None = None) -> None:
           f"({speakers.get('', (0, 0.0))[1] / 3600:.2f} h unnamed); {len(skipped)} entries left out "
           f"(skipped.tsv); energy above 4 kHz {spectrum.share_above(4000):.2%}, 99% below "
           f"{spectrum.edge(0.99):.0f} Hz")
-    splits = {"train": set(), "val": set()}
-    for item, _ in pairs:
-        splits[split_of(item.fields["entry"], args.val_percent)].add(item.key)
-    write_splits([item for item, _ in pairs], out, splits, max_bytes=args.shard_mb * 1e6, sample_rate=SAMPLE_RATE)
-    if not args.keep_wav:
-        shutil.rmtree(wav_dir, ignore_errors=True)
+    shard(out, pairs, lambda item: split_of(item.fields["entry"], args.val_percent) == "val", args)
 
 
 if __name__ == "__main__":

@@ -26,18 +26,13 @@ not unpack: CRC or length mismatch), bandwidth.tsv. The package is installed wit
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import shutil
 import struct
-import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from a checkout without installing
-from cpc.data.shards import write_splits  # noqa: E402
 
 PACKAGE = "beneath-a-steel-sky"
 GAME = Path("/usr/share/scummvm/beneath-a-steel-sky")
@@ -279,15 +274,7 @@ def speech_items(game: Path, wav_dir: Path) -> tuple[list, list[tuple[str, str]]
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--game", default=str(GAME), help="the folder holding sky.dnr and sky.dsk")
-    parser.add_argument("--val-percent", type=float, default=5.0, help="clips held out for validation")
-    parser.add_argument("--shard-mb", type=float, default=10.0,
-                        help="shard size: small shards let a weighted mixture of corpora draw them finely")
-    parser.add_argument("--keep-wav", action="store_true", help="keep the decoded wav/ folder")
-    parser.add_argument("--no-install", action="store_true")
-    args = parser.parse_args(argv)
+    args = queen.options(__doc__, "--game", GAME, "the folder holding sky.dnr and sky.dsk", "clips").parse_args(argv)
     out, game = Path(args.out), Path(args.game)
     if args.game == str(GAME):
         queen.prompts.ensure_installed([PACKAGE], install=not args.no_install)
@@ -304,14 +291,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(pairs)} speech clips, {seconds / 3600:.2f} h; {len(skipped)} files left out "
           f"(skipped.tsv); energy above 4 kHz {spectrum.share_above(4000):.2%}, 99% below "
           f"{spectrum.edge(0.99):.0f} Hz")
-    splits = {"train": set(), "val": set()}
-    for item, _ in pairs:
-        held = queen.prompts.held_out(item.fields["entry"], args.val_percent, "steel-sky-val")
-        splits["val" if held else "train"].add(item.key)
-    write_splits([item for item, _ in pairs], out, splits, max_bytes=args.shard_mb * 1e6,
-                 sample_rate=queen.SAMPLE_RATE)
-    if not args.keep_wav:
-        shutil.rmtree(wav_dir, ignore_errors=True)
+    queen.shard(out, pairs, lambda item: queen.prompts.held_out(item.fields["entry"], args.val_percent,
+                                                                "steel-sky-val"), args)
 
 
 if __name__ == "__main__":
