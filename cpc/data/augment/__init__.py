@@ -12,11 +12,11 @@ files), `stage` (the Augmenter and the stream stage). This module gathers the pu
 from cpc.data.augment.config import AugmentConfig, check_augment_config
 from cpc.data.augment.pitch import pitch_shift
 from cpc.data.augment.recordings import NoiseRecordings
-from cpc.data.augment.registry import EFFECTS, Effect, Rules, register_effect
+from cpc.data.augment.registry import EFFECTS, Effect, SettingChecks, register_effect
 from cpc.data.augment.signal import (COLOURS, add_noise, band_reject, coloured_noise, reverb, synthetic_rir,
                                      time_dropout)
 from cpc.data.augment.stage import AugmentStage, Augmenter, augment_items, numpy_rng
 
-__all__ = ["AugmentConfig", "check_augment_config", "pitch_shift", "NoiseRecordings", "EFFECTS", "Effect", "Rules",
-           "register_effect", "COLOURS", "add_noise", "band_reject", "coloured_noise", "reverb", "synthetic_rir",
-           "time_dropout", "AugmentStage", "Augmenter", "augment_items", "numpy_rng"]
+__all__ = ["AugmentConfig", "check_augment_config", "pitch_shift", "NoiseRecordings", "EFFECTS", "Effect",
+           "SettingChecks", "register_effect", "COLOURS", "add_noise", "band_reject", "coloured_noise", "reverb",
+           "synthetic_rir", "time_dropout", "AugmentStage", "Augmenter", "augment_items", "numpy_rng"]

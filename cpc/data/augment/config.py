@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cpc.data.augment.effects  # noqa: F401 - importing it registers the built-in effects
-from cpc.data.augment.registry import EFFECTS, Effect, Rules
+from cpc.data.augment.registry import EFFECTS, Effect, SettingChecks
 
 COMBINES = ("chain", "one")
 
@@ -54,7 +54,7 @@ class AugmentConfig(*_SETTINGS):
 
     def check(self, where: str = "augment") -> None:
         """A ConfigError naming `where.key` and its valid range for the first value out of range."""
-        rules = Rules(self, where)
+        rules = SettingChecks(self, where)
         effects = self.effects()
         for effect in effects:
             rules.probability(f"{effect.name}_prob")

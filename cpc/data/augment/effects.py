@@ -14,7 +14,7 @@ import numpy as np
 
 from cpc.data.augment.pitch import pitch_shift
 from cpc.data.augment.recordings import NoiseRecordings
-from cpc.data.augment.registry import Effect, Rules, register_effect
+from cpc.data.augment.registry import Effect, SettingChecks, register_effect
 from cpc.data.augment.signal import (COLOURS, add_noise, band_reject, coloured_noise, cyclic, fast_size, fft,
                                      hz_to_mel, match_rms, mel_to_hz, rir_tail, time_dropout)
 
@@ -30,7 +30,7 @@ class Pitch(Effect):
     name, Settings = "pitch", PitchSettings
 
     @staticmethod
-    def check(config, rules: Rules) -> None:
+    def check(config, rules: SettingChecks) -> None:
         rules.span("pitch_cents", -1200, 1200, " cents")
 
     def draw(self, count, samples, rng):
@@ -68,7 +68,7 @@ class Noise(Effect):
                                               config.bank_seed)
 
     @staticmethod
-    def check(config, rules: Rules) -> None:
+    def check(config, rules: SettingChecks) -> None:
         rules.span("noise_snr_db", -30, 60, " dB")
         rules.probability("noise_recorded_prob")
         if not config.noise_max_seconds > 0:
@@ -133,7 +133,7 @@ class Reverb(Effect):
         self.tail_spectra: dict[int, np.ndarray] = {}
 
     @staticmethod
-    def check(config, rules: Rules) -> None:
+    def check(config, rules: SettingChecks) -> None:
         rules.span("reverb_rt60_s", 0.05, 3.0, " s")
         rules.span("reverb_drr_db", -30, 40, " dB")
         if not 0 <= config.reverb_damping < 1:
@@ -167,7 +167,7 @@ class BandReject(Effect):
     name, Settings = "bandreject", BandRejectSettings
 
     @staticmethod
-    def check(config, rules: Rules) -> None:
+    def check(config, rules: SettingChecks) -> None:
         rules.span("bandreject_width", 0, 1)
 
     def draw(self, count, samples, rng):
@@ -192,7 +192,7 @@ class Dropout(Effect):
     name, Settings = "dropout", DropoutSettings
 
     @staticmethod
-    def check(config, rules: Rules) -> None:
+    def check(config, rules: SettingChecks) -> None:
         rules.span("dropout_ms", 0, 10_000, " ms")
         rules.within("dropout_spans", 0, 100, "expected 0 <= spans <= 100")
 

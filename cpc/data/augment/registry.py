@@ -57,7 +57,7 @@ class Effect:
         return getattr(config, f"{cls.name}_prob")
 
     @staticmethod
-    def check(config: Any, rules: Rules) -> None:
+    def check(config: Any, rules: SettingChecks) -> None:
         """Raise (through `rules`) for the first of this effect's settings out of range; `<name>_prob` is checked
         for every effect by the config."""
 
@@ -91,7 +91,7 @@ def register_effect(effect: type[Effect]) -> type[Effect]:
     return effect
 
 
-class Rules:
+class SettingChecks:
     """The checks an effect's settings use; each raises a ConfigError naming `where.key`, the valid range and the
     value, e.g. `data.augment.pitch_prob: a probability must lie in [0, 1]; got 1.5`."""
 
