@@ -147,7 +147,9 @@ def main() -> None:
 
     torch.set_num_threads(1)
     utterances = speech()
-    print(f"torch threads 1; FFT: {__import__('cpc.data.augment', fromlist=['_fft'])._fft.__name__}")
+    from cpc.data.augment.signal import fft
+
+    print(f"torch threads 1; FFT: {fft.__name__}")
     effect_table(speech_windows(utterances), args.repeats)
     if not args.no_reader:
         with tempfile.TemporaryDirectory() as tmp:

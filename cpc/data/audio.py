@@ -11,14 +11,13 @@ import functools
 import io
 import json
 import math
-import random
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 
-from cpc.data.augment import AugmentConfig, Augmenter, augment_items
+from cpc.data.augment import AugmentConfig, AugmentStage
 from cpc.data.ingest import NonFiniteAudio, check_finite
 from cpc.data.labels import frame_samples
 from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
@@ -79,6 +78,8 @@ def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: 
     if config.window % hop:
         raise ValueError(f"window {config.window} must be a multiple of the model's hop {hop} so labels stay aligned")
     label_step = frame_samples(sample_rate)
+    augmenting = train and config.augment.enabled
+    augment = AugmentStage(config.augment, sample_rate, FIELD, TARGET_FIELD) if augmenting else None
     return Stream(
         decode=functools.partial(decode_audio, sample_rate=sample_rate),
         field=FIELD,
@@ -89,20 +90,7 @@ def audio_stream(config: AudioDataConfig, train: bool, start: int = 0, windows: 
         group=config.group,
         shuffle_samples=config.shuffle_samples,
         shuffle_items=config.shuffle_windows,
-        transform=AugmentStage(config.augment, sample_rate) if train and config.augment.enabled else None,
+        transform=augment,
         **config.stream_args(train, start, segment),
     )
 
-
-class AugmentStage:
-    """The augmentation stage of a training stream: windows in, windows with FIELD (what c_t sees) and
-    TARGET_FIELD (what the targets come from) out. The Augmenter (noise recordings, impulse responses) is built
-    on first use, inside the worker that runs the stream, and kept for the worker's later pipelines."""
-
-    def __init__(self, config: AugmentConfig, sample_rate: int):
-        self.config, self.sample_rate, self.augmenter = config, sample_rate, None
-
-    def __call__(self, windows: Iterator[dict[str, Any]], rng: random.Random) -> Iterator[dict[str, Any]]:
-        if self.augmenter is None:
-            self.augmenter = Augmenter(self.config, self.sample_rate)
-        return augment_items(windows, FIELD, TARGET_FIELD, self.augmenter, rng)

@@ -112,7 +112,7 @@ def test_band_reject_removes_its_band_and_keeps_the_rest():
 
 def test_band_reject_draws_follow_cpc2_mel_widths():
     augmenter = Augmenter(only("bandreject"), SR)
-    draws = augmenter._draw_bandreject(2000, 20480, np.random.default_rng(0))
+    draws = augmenter.effects["bandreject"].draw(2000, 20480, np.random.default_rng(0))
     mel = lambda hz: 2595 * np.log10(1 + hz / 700)
     width = (mel(draws["high"]) - mel(draws["low"])) / mel(SR / 2)
     assert width.min() >= 0 and width.max() <= 27 / 256 + 1e-9 and width.max() > 0.9 * 27 / 256

@@ -64,3 +64,31 @@ def test_published_views_on_real_photos(recipe):
     assert all(different)  # two independent crops of one photo
     with pytest.raises(ValueError, match="unknown view recipe 'dino'"):
         TwoViews("dino")
+
+
+class MirrorViews:
+    """A toy view recipe: the image as it is, and mirrored."""
+
+    name = "mirror"
+
+    @staticmethod
+    def transforms(size, blur, jitter_strength, mean, std):
+        plain = lambda image: torch.from_numpy(np.array(image.resize((size, size)))).permute(2, 0, 1).float()
+        return [plain, lambda image: plain(image).flip(-1)]
+
+
+def test_a_view_recipe_registered_here_is_chosen_by_name():
+    from cpc.data.images import VIEWS, TwoViews, register_views
+
+    register_views(MirrorViews)
+    try:
+        photo = Image.fromarray(np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3))
+        first, second = TwoViews("mirror", size=4)(photo)
+        assert torch.equal(first, torch.from_numpy(np.array(photo)).permute(2, 0, 1).float())
+        assert torch.equal(second, first.flip(-1))
+        with pytest.raises(ValueError, match="a view recipe named 'mirror' is already registered"):
+            register_views(MirrorViews)
+    finally:
+        del VIEWS["mirror"]
+    with pytest.raises(ValueError, match=r"unknown view recipe 'mirror'; choose one of \('simclr', 'byol'\)"):
+        TwoViews("mirror")
