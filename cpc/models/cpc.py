@@ -14,7 +14,7 @@ from cpc.config import Rules
 from cpc.models.autoregressive import AR_KINDS, AutoregressiveConfig, build_autoregressive
 from cpc.models.encoders import NORMS, ConvEncoderConfig, FrameEncoderConfig
 from cpc.models.heads import PREDICTOR_KINDS, PredictionHeads, PredictorConfig
-from cpc.models.inputs import FRONTENDS, INPUT_NORMS, MODALITIES, LogMelConfig, adapter_class, input_adapter  # noqa: F401
+from cpc.models.inputs import FRONTENDS, MODALITIES, LogMelConfig, adapter_class, input_adapter
 
 REGRESSION_TARGETS = ("none", "z", "logmel", "pixels")
 
