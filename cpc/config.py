@@ -13,7 +13,7 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable, TypeVar
 
 import yaml
 
@@ -27,13 +27,15 @@ class ConfigError(UserError, ValueError):
 
 
 def from_dict(cls: type[T], data: dict[str, Any], base: T | None = None, where: str = "") -> T:
-    """`base` (or cls()) with the fields in `data` replaced, recursively, after type checks."""
+    """`base` (or cls()) with the fields in `data` replaced, recursively, after type checks. Without `base`, `data`
+    is read as a stored record: a key it lacks takes the value the class's `ABSENT_MEANS` gives it (what records
+    written before a default changed meant), else the class default."""
     config = base if base is not None else cls()
     if not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
-    changes = {}
+    changes = {} if base is not None else {k: v for k, v in getattr(cls, "ABSENT_MEANS", {}).items() if k not in data}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in names:
@@ -185,3 +187,53 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any
     """(dotted key, old value, new value) for every setting that differs between two config trees."""
     a, b = flatten(old), flatten(new)
     return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
+class Rules:
+    """Checks over one section of a config (`prefix`, e.g. "cpc." or "" for the whole); a failure is a ConfigError
+    `what (where it was set): how to fix it`, naming each key in full. `origin(key)` says where a value was set."""
+
+    def __init__(self, root: Any, origin: Callable[[str], str] = lambda key: "the config", prefix: str = ""):
+        self.root, self.origin, self.prefix = root, origin, prefix
+
+    def within(self, section: str) -> "Rules":
+        """The same checks scoped to a sub-section: `rules.within("model").value("ar.dim")` reads model.ar.dim."""
+        return Rules(self.root, self.origin, f"{self.prefix}{section}.")
+
+    def key(self, name: str) -> str:
+        """The full dotted key of `name` in this section."""
+        return self.prefix + name
+
+    def value(self, name: str) -> Any:
+        node = self.root
+        for part in self.key(name).split("."):
+            node = getattr(node, part)
+        return node
+
+    def fail(self, keys: list[str], what: str, fix: str) -> None:
+        """Raise for the full dotted `keys` (where each was set is named once)."""
+        where = ", ".join(dict.fromkeys(self.origin(k) for k in keys))
+        raise ConfigError(f"{what} ({where}): {fix}")
+
+    def at_least(self, low: float, *names: str) -> None:
+        for name in names:
+            value = self.value(name)
+            if value is not None and not value >= low:
+                self.fail([self.key(name)], f"{self.key(name)} is {value!r}", f"it must be >= {low}")
+
+    def positive(self, *names: str) -> None:
+        for name in names:
+            value = self.value(name)
+            if value is not None and not value > 0:
+                self.fail([self.key(name)], f"{self.key(name)} is {value!r}", "it must be > 0")
+
+    def one_of(self, name: str, choices) -> None:
+        value = self.value(name)
+        if value not in choices:
+            self.fail([self.key(name)], f"unknown {self.key(name)} {value!r}",
+                      f"choose one of {', '.join(map(str, choices))}")
+
+    def raised(self, name: str, error: ValueError, fix: str) -> None:
+        """Report an owner's ValueError `what: fix` as the failure of setting `name`."""
+        what, _, given = str(error).rpartition(": ")
+        self.fail([self.key(name)], what or str(error), given if what else fix)

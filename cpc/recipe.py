@@ -2,54 +2,57 @@
 
     config = load_config("recipes/demo/cpc.yaml", ["optim.lr=3e-4"])
     pretrain(config)                       # what `cpc pretrain` runs
+
+The recipe knows no method, data kind or setting by name: the method registry (cpc.methods.METHODS) and the data
+kinds (cpc.data.kinds.DATA_KINDS) carry each one's config, check and build, and `check` walks the sections.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Union
+from typing import Callable
 
 import torch
 
 from cpc import config as configs
-from cpc.data.audio import AudioDataConfig, audio_stream
-from cpc.data.images import VIEW_RECIPES, ImageDataConfig, TwoViews, image_stream
-from cpc.data.augment import check_augment_config
-from cpc.data.mixing import expected_shares, parse_mix
-from cpc.data.shards import resolve_shards
-from cpc.data.stages import GROUPS, WORKER_KINDS, Stream, loader
-from cpc.data.video import VideoDataConfig, video_stream
+from cpc.config import Rules
+from cpc.data.audio import AudioDataConfig
+from cpc.data.kinds import DATA_KINDS
+from cpc.data.stages import ShardSource, Stream, StreamConfig, loader
 from cpc.devices import DEVICES
-from cpc.methods import METHODS, BarlowTwinsConfig, BYOLConfig, CPCConfig, Method, MoCoConfig, SimCLRConfig, cpc_preset
-from cpc.methods.cpc import POLICIES, REGRESSION_LOSSES
-from cpc.models.autoregressive import AR_KINDS
-from cpc.models.cpc import FRONTENDS, MODALITIES, REGRESSION_TARGETS, adapter_class
-from cpc.models.encoders import NORMS
-from cpc.models.heads import PREDICTOR_KINDS
-from cpc.train.optim import OPTIMISERS, SCHEDULES, OptimConfig
+from cpc.methods import METHODS, Method
+from cpc.train.optim import OptimConfig
 from cpc.train.trainer import PRECISIONS, Trainer, TrainConfig
-
-DATA_CONFIGS = {"audio": AudioDataConfig, "video": VideoDataConfig, "images": ImageDataConfig}
 
 
 @dataclass
 class PretrainConfig:
-    method: str = "cpc"  # a key of cpc.methods.METHODS; its section below configures it
+    """What every run has; `config_class()` adds one section per registered method, under the method's name."""
+
+    method: str = "cpc"  # a key of cpc.methods.METHODS; its section configures it
     # "paper", "base", "small", "logmel" or "video": the defaults that the `cpc:` section overrides
     cpc_preset: str = "base"
-    cpc: CPCConfig = field(default_factory=CPCConfig)
-    simclr: SimCLRConfig = field(default_factory=SimCLRConfig)
-    moco: MoCoConfig = field(default_factory=MoCoConfig)
-    byol: BYOLConfig = field(default_factory=BYOLConfig)
-    barlow_twins: BarlowTwinsConfig = field(default_factory=BarlowTwinsConfig)
-    # The data section's keys follow what the method reads: AudioDataConfig, VideoDataConfig (cpc with
-    # model.modality video) or ImageDataConfig (the image methods).
-    data: Union[AudioDataConfig, VideoDataConfig, ImageDataConfig] = field(default_factory=AudioDataConfig)
+    # The data section's keys follow what the method reads (cpc.data.kinds.DATA_KINDS): AudioDataConfig,
+    # VideoDataConfig (cpc with model.modality video) or ImageDataConfig (the image methods).
+    data: StreamConfig = field(default_factory=AudioDataConfig)
     val_shards: str = ""  # held-out shards for validation; empty: no validation
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def config_class() -> type[PretrainConfig]:
+    """PretrainConfig with a section per method registered now (`cpc:`, `simclr:`, ...), each its config's defaults."""
+    return _with_sections(tuple((name, entry.config) for name, entry in METHODS.items()))
+
+
+@functools.lru_cache(maxsize=None)
+def _with_sections(sections: tuple[tuple[str, type], ...]) -> type[PretrainConfig]:
+    fields = [(name, kind, field(default_factory=kind)) for name, kind in sections]
+    return dataclasses.make_dataclass("PretrainConfig", fields, bases=(PretrainConfig,))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = (), data: dict | None = None) -> PretrainConfig:
@@ -57,16 +60,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), data:
     (`check`): a setting that cannot work fails here, naming where it was set."""
     recipe = configs.read_yaml(path) if path is not None else dict(data or {})
     tree = configs.merge(recipe, configs.parse_overrides(list(overrides)))
-    cpc_section, data_section = tree.pop("cpc", {}), tree.pop("data", {})
-    config = configs.from_dict(PretrainConfig, tree)
+    sections = {name: tree.pop(name, {}) for name in METHODS}
+    data_section = tree.pop("data", {})
+    config = configs.from_dict(config_class(), tree)
     if config.method not in METHODS:
         raise configs.ConfigError(f"unknown method {config.method!r}; choose one of {sorted(METHODS)}")
-    try:
-        base = cpc_preset(config.cpc_preset)
-    except ValueError as error:
-        raise configs.ConfigError(f"cpc_preset: {error}") from None
-    config = replace(config, cpc=configs.from_dict(CPCConfig, cpc_section, base=base, where="cpc"))
-    config = replace(config, data=configs.from_dict(DATA_CONFIGS[data_kind(config)], data_section, where="data"))
+    for name, entry in METHODS.items():
+        base = None
+        if entry.preset is not None:
+            try:
+                base = entry.preset(config.cpc_preset)
+            except ValueError as error:
+                raise configs.ConfigError(f"cpc_preset: {error}") from None
+        section = configs.from_dict(entry.config, sections[name], base=base, where=name)
+        config = replace(config, **{name: section})
+    kind = DATA_KINDS[data_kind(config)]
+    config = replace(config, data=configs.from_dict(kind.config, data_section, where="data"))
     check(config, origins(path if path is not None else "the config", recipe, list(overrides), config.cpc_preset))
     return config
 
@@ -88,111 +97,32 @@ def origins(source: str | Path, recipe: dict, overrides: list[str], preset: str)
     return origin
 
 
-class Rules:
-    """Checks over one config; a failure is a ConfigError `what (where it was set): how to fix it`."""
-
-    def __init__(self, config: PretrainConfig, origin: Callable[[str], str]):
-        self.config, self.origin = config, origin
-
-    def value(self, key: str):
-        node = self.config
-        for part in key.split("."):
-            node = getattr(node, part)
-        return node
-
-    def fail(self, keys: list[str], what: str, fix: str) -> None:
-        where = ", ".join(dict.fromkeys(self.origin(k) for k in keys))
-        raise configs.ConfigError(f"{what} ({where}): {fix}")
-
-    def at_least(self, low: float, *keys: str) -> None:
-        for key in keys:
-            if self.value(key) is not None and not self.value(key) >= low:
-                self.fail([key], f"{key} is {self.value(key)!r}", f"it must be >= {low}")
-
-    def positive(self, *keys: str) -> None:
-        for key in keys:
-            if self.value(key) is not None and not self.value(key) > 0:
-                self.fail([key], f"{key} is {self.value(key)!r}", "it must be > 0")
-
-    def one_of(self, key: str, names) -> None:
-        if self.value(key) not in names:
-            self.fail([key], f"unknown {key} {self.value(key)!r}", f"choose one of {', '.join(map(str, names))}")
-
-
 def check(config: PretrainConfig, origin: Callable[[str], str] = lambda key: "the config") -> None:
-    """A ConfigError for the first setting that cannot work, before anything is built or read: counts and rates
-    in range, names among the known ones, and the cross-field rules (a window of whole model frames, at least
-    K + 1 of them). `origin(key)` says where a value was set."""
+    """A ConfigError for the first setting that cannot work, before anything is built or read: each section
+    checked by its owner (the data kind, OptimConfig, the method's registry entry) and the run's own settings
+    here. `origin(key)` says where a value was set."""
     rules = Rules(config, origin)
-    rules.at_least(1, "data.batch_size", "data.prefetch", "data.open_shards", "train.steps", "train.checkpoint_every",
-                   "train.log_every", "train.max_bad_steps", "optim.accumulate")
-    rules.at_least(0, "data.num_workers", "train.keep_checkpoints", "train.validate_every",
-                   "train.validation_batches", "train.malloc_trim_mb", "optim.warmup_steps", "optim.weight_decay")
-    rules.positive("optim.lr", "optim.grad_clip", "train.dist_timeout_minutes")
-    if not 0 <= config.optim.min_lr_ratio <= 1:
-        rules.fail(["optim.min_lr_ratio"], f"optim.min_lr_ratio is {config.optim.min_lr_ratio!r}",
-                   "it must lie in [0, 1]")
-    rules.one_of("optim.name", OPTIMISERS)
-    rules.one_of("optim.schedule", SCHEDULES)
-    rules.one_of("train.precision", PRECISIONS)
-    rules.one_of("train.device", DEVICES)
-    rules.one_of("data.workers", WORKER_KINDS)
-    if not config.train.out:  # "" would be the working directory
-        rules.fail(["train.out"], "train.out is empty", "name the run's folder, e.g. --set train.out=runs/my_run")
-    kind = data_kind(config)
-    if kind == "images":
-        rules.at_least(1, "data.size")
-        rules.one_of("data.views", ("", *VIEW_RECIPES))
-    else:
-        check_cpc(config, kind, rules)
+    data = rules.within("data")
+    DATA_KINDS[data_kind(config)].check(config.data, data)
+    config.optim.check(rules.within("optim"))
+    check_train(rules.within("train"))
+    entry = METHODS[config.method]
+    if entry.check is not None:
+        entry.check(method_config(config), rules.within(config.method), data)
+    # Checked as it is now: pretrain() does not check the same config again.
+    object.__setattr__(config, "_checked_as", configs.to_dict(config))
 
 
-def check_cpc(config: PretrainConfig, kind: str, rules: Rules) -> None:
-    """The CPC section's rules, and what each window must hold: whole model frames, at least K + 1 of them."""
-    model = config.cpc.model
-    rules.one_of("cpc.model.modality", MODALITIES)
-    rules.one_of("cpc.model.frontend", FRONTENDS)
-    rules.one_of("cpc.model.predictor.kind", PREDICTOR_KINDS)
-    rules.one_of("cpc.model.regression_target", REGRESSION_TARGETS)
-    rules.one_of("cpc.model.ar.kind", AR_KINDS)
-    rules.one_of("cpc.infonce.policy", POLICIES)
-    rules.one_of("cpc.regression_loss", REGRESSION_LOSSES)
-    rules.at_least(1, "cpc.model.predictor.steps", "cpc.infonce.negatives", "cpc.model.ar.dim", "cpc.model.ar.layers")
-    rules.positive("cpc.infonce.temperature")
-    rules.at_least(0, "data.shuffle_samples", "data.shuffle_windows")
-    try:  # what the input kind itself rules out (e.g. a log-mel front end with window statistics)
-        inputs = adapter_class(model)
-    except ValueError as error:
-        what, _, fix = str(error).rpartition(": ")
-        rules.fail(["cpc.model.frontend"], what or str(error), fix or "see docs/models.md")
-    steps, window = model.predictor.steps, config.data.window
-    if kind == "video":
-        if window < steps + 1:
-            rules.fail(["data.window", "cpc.model.predictor.steps"],
-                       f"data.window {window} frames is too short for K = {steps} prediction steps "
-                       "(cpc.model.predictor.steps)", f"use a window of at least {steps + 1} frames, or a smaller K")
-        return
-    rules.one_of("cpc.model.encoder.norm", NORMS)
-    rules.one_of("data.group", GROUPS)
-    if config.data.group == "source" and not config.data.mix:
-        rules.fail(["data.group"], "data.group 'source' builds each batch from one corpus of data.mix, but there is "
-                   "no data.mix", "give data.mix: [SHARDS=WEIGHT, ...], or another data.group")
-    check_augment_config(config.data.augment, "data.augment")
-    kernels, strides = model.encoder.kernels, model.encoder.strides
-    if len(kernels) != len(strides) or not strides or min(kernels + strides) < 1:
-        rules.fail(["cpc.model.encoder.kernels", "cpc.model.encoder.strides"],
-                   f"encoder kernels {list(kernels)} and strides {list(strides)} do not pair up",
-                   "give one kernel and one stride (each >= 1) per conv layer")
-    hop = model.hop
-    if window < 1 or window % hop:
-        lower, upper = max(hop, window // hop * hop), (window // hop + 1) * hop
-        rules.fail(["data.window"], f"data.window {window} must be a multiple of the model's hop {hop}",
-                   f"use {lower} or {upper} samples (the hop is {inputs.hop_rule.format(model='cpc.model.')})")
-    if window // hop < steps + 1:
-        rules.fail(["data.window", "cpc.model.predictor.steps"],
-                   f"data.window {window} holds {window // hop} frames of {hop} samples, too few for K = {steps} "
-                   "prediction steps (cpc.model.predictor.steps)",
-                   f"use a window of at least {(steps + 1) * hop} samples ({steps + 1} frames), or a smaller K")
+def check_train(rules: Rules) -> None:
+    """The train section's rules: counts in range, names among the known ones, a run folder."""
+    rules.at_least(1, "steps", "checkpoint_every", "log_every", "max_bad_steps")
+    rules.at_least(0, "keep_checkpoints", "validate_every", "validation_batches", "malloc_trim_mb")
+    rules.positive("dist_timeout_minutes")
+    rules.one_of("precision", PRECISIONS)
+    rules.one_of("device", DEVICES)
+    if not rules.value("out"):  # "" would be the working directory
+        rules.fail([rules.key("out")], f"{rules.key('out')} is empty",
+                   f"name the run's folder, e.g. --set {rules.key('out')}=runs/my_run")
 
 
 def method_config(config: PretrainConfig):
@@ -201,34 +131,26 @@ def method_config(config: PretrainConfig):
 
 
 def data_kind(config: PretrainConfig) -> str:
-    """What the method reads: "audio", "video" or "images"."""
+    """What the method reads: a key of cpc.data.kinds.DATA_KINDS ("audio", "video", "images")."""
     return METHODS[config.method].data_kind(method_config(config))
 
 
 def build_method(config: PretrainConfig) -> Method:
-    section = method_config(config)
-    if isinstance(section, BYOLConfig) and not section.total_steps:
-        section = replace(section, total_steps=config.train.steps)
-    return METHODS[config.method].method(section)
+    """The chosen method, built by its registry entry for a run of train.steps steps."""
+    return METHODS[config.method].build(method_config(config), config.train.steps)
 
 
-def data_stream(config: PretrainConfig, shards, train: bool, start: int = 0, segment: int = 0) -> Stream:
-    """The stream of the run's data kind over `shards`: endless shuffled windows for training, from batch index
-    `start` on, its randomness restarting every `segment` batches (the trainer's checkpoint interval, so a resumed
-    run reads what the uninterrupted run read); for evaluation every sequence's windows once, ungrouped. Audio is
-    read at the model's sample rate and frame hop."""
-    data = replace(config.data, shards=shards)
-    position = dict(start=start, segment=segment)
-    kind = data_kind(config)
-    if kind == "video":
-        return video_stream(data, train=train, **position)
-    if kind == "images":
-        views = TwoViews(data.views or METHODS[config.method].method.views, data.size, data.blur,
-                         data.jitter_strength)
-        return image_stream(data, views, train=train, **position)
-    model = config.cpc.model
-    return audio_stream(data if train else replace(data, group=None), train=train, sample_rate=model.sample_rate,
-                        hop=model.hop, **position)
+def data_stream(config: PretrainConfig, shards: str | list[str] | ShardSource, train: bool, start: int = 0,
+                segment: int = 0) -> Stream:
+    """The stream of the run's data kind over `shards` (a spec, or a ShardSource resolved once): endless
+    shuffled windows for training, from batch index `start` on, its randomness restarting every `segment` batches
+    (the trainer's checkpoint interval, so a resumed run reads what the uninterrupted run read); for evaluation
+    every sequence's windows once, ungrouped. What the stream needs from the method (the model's sample rate and
+    frame hop, the image views) comes from the method's registry entry."""
+    entry = METHODS[config.method]
+    options = entry.stream_options(method_config(config))
+    return DATA_KINDS[data_kind(config)].stream(replace(config.data, shards=shards), train=train, start=start,
+                                                segment=segment, **options)
 
 
 def default_workers() -> int:
@@ -242,7 +164,7 @@ def default_workers() -> int:
     return max(1, min(8, per_rank - 1))
 
 
-def data_loader(config: PretrainConfig, shards, train: bool, start: int = 0,
+def data_loader(config: PretrainConfig, shards: str | list[str] | ShardSource, train: bool, start: int = 0,
                 segment: int = 0) -> torch.utils.data.DataLoader:
     """`data_stream` in a DataLoader with the run's `data.num_workers` (the one worker setting; persistent
     workers, `data.prefetch` batches each)."""
@@ -253,31 +175,24 @@ def data_loader(config: PretrainConfig, shards, train: bool, start: int = 0,
 
 def pretrain(config: PretrainConfig, resume: bool = False, overwrite: bool = False) -> dict[str, float]:
     """Train as the config says; errors in paths and settings surface before the first step."""
-    check(config)  # a config built in code gets the checks load_config gives a recipe
-    mix = getattr(config.data, "mix", [])
-    if not config.data.shards and not mix:
+    if getattr(config, "_checked_as", None) != configs.to_dict(config):
+        check(config)  # a config built or changed in code gets the checks load_config gives a recipe
+    if not config.data.shards and not config.data.mix:
         raise configs.ConfigError("data.shards is not set (the recipe and --set leave it empty): point it at "
                                   "shards written by `cpc shards`, e.g. "
                                   "--set data.shards=datasets/synthetic_speech/sample/train")
-    if mix:
-        try:
-            entries = parse_mix(mix)
-        except ValueError as error:
-            raise configs.ConfigError(f"data.mix: {error}") from None
-        for spec, _ in entries:
-            resolve_shards(spec)  # a missing path fails here, naming it
-        shares = ", ".join(f"{spec} {share:.0%}" for (spec, _), share in zip(entries, expected_shares(entries)))
+    # Each shard list (and the mixture) is resolved once here, for the run: a missing path fails now, naming it.
+    train_shards = config.data.source(train=True)
+    if train_shards.shares:
+        shares = ", ".join(f"{spec} {share:.0%}" for spec, share in train_shards.shares)
         print(f"training mixture (share of the audio time): {shares}")
-    else:
-        resolve_shards(config.data.shards)  # a missing path fails here, naming it
-    if config.val_shards:
-        resolve_shards(config.val_shards)
+    val_shards = replace(config.data, shards=config.val_shards).source(train=False) if config.val_shards else None
     torch.manual_seed(config.train.seed)  # the same initial weights on every rank and in every rerun
     try:
         method = build_method(config)
     except ValueError as error:  # the model and method constructors check the settings `check` does not know
         raise configs.ConfigError(f"{error} (the {config.method} section): change that setting") from None
-    train_data = lambda start, segment: data_loader(config, config.data.shards, True, start, segment)
-    val_data = (lambda: data_loader(config, config.val_shards, False)) if config.val_shards else None
+    train_data = lambda start, segment: data_loader(config, train_shards, True, start, segment)
+    val_data = (lambda: data_loader(config, val_shards, False)) if val_shards else None
     trainer = Trainer(method, train_data, config.optim, config.train, val_data, run_config=configs.to_dict(config))
     return trainer.fit(resume=resume, overwrite=overwrite)

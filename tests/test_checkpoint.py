@@ -197,3 +197,31 @@ def test_a_truncated_checkpoint_is_called_truncated_and_a_foreign_file_not_a_che
     wav.write_bytes(b"RIFF" + bytes(100))
     with pytest.raises(checkpoint.CheckpointError, match=r"audio.pt is not a readable checkpoint \(not a file torch"):
         checkpoint.read(wav)
+
+
+def test_checkpoints_load_with_the_input_normalisation_they_were_trained_with(tmp_path):
+    from cpc.models.cpc import CPCModelConfig
+    from cpc.models.encoders import causal_normalize, standardize
+
+    assert CPCModelConfig().input_norm == "causal"  # new configs are causal by default
+    shipped = ROOT / "recipes" / "demo" / "cpc_shipped.pt"
+    state = torch.load(shipped, map_location="cpu", weights_only=True)
+    assert state["model_config"]["config"]["input_norm"] == "causal"
+    wav = torch.randn(2, 3200) * 0.3 + 0.2
+    model = cpc.load(shipped)
+    assert model.config.resolved_input_norm == "causal"
+    prior = round(model.config.input_prior_seconds * model.config.sample_rate)
+    assert torch.equal(model.prepare(wav), causal_normalize(wav, model.config.input_level, prior)[0])
+    recorded = dict(state["model_config"]["config"])
+    older = {key: value for key, value in recorded.items()  # saved before input_norm existed: window statistics
+             if key not in ("input_norm", "input_level", "input_prior_seconds")}
+    for name, config, norm in [("older", older, "window"), ("window", {**recorded, "input_norm": "window"}, "window"),
+                               ("unstandardised", {**older, "standardize": False}, "none")]:
+        path = tmp_path / f"{name}.pt"
+        torch.save({**state, "model_config": {**state["model_config"], "config": config}}, path)
+        loaded = cpc.load(path)
+        assert loaded.config.resolved_input_norm == norm, name
+        expected = {"window": standardize(wav), "none": wav}[norm]
+        assert torch.equal(loaded.prepare(wav), expected), name
+        for a, b in zip(loaded.state_dict().values(), model.state_dict().values()):
+            assert torch.equal(a, b)  # the same weights, read with the normalisation they were trained with

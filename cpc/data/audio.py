@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from cpc.data.augment import AugmentConfig, AugmentStage
+from cpc.config import Rules
+from cpc.data.augment import AugmentConfig, AugmentStage, check_augment_config
 from cpc.data.ingest import NonFiniteAudio, check_finite
 from cpc.data.labels import frame_samples
-from cpc.data.stages import SkipCounter, Stream, StreamConfig, find_field
+from cpc.data.stages import GROUPS, SkipCounter, Stream, StreamConfig, find_field
 
 AUDIO_FIELDS = ("flac", "wav", "ogg")
 # The batch fields of the audio stream, which a CPC model's input adapter names (cpc.models.inputs.AudioInput):
@@ -35,6 +36,17 @@ class AudioDataConfig(StreamConfig):
     shuffle_samples: int = 100  # compressed samples shuffled before decoding
     shuffle_windows: int = 1000
     augment: AugmentConfig = field(default_factory=AugmentConfig)  # training windows only (CPC2); off by default
+
+    def check(self, rules: Rules) -> None:
+        """A ConfigError for the first setting of this audio section (`rules`, e.g. data) that cannot work."""
+        super().check(rules)
+        rules.at_least(0, "shuffle_samples", "shuffle_windows")
+        rules.one_of("group", GROUPS)
+        if self.group == "source" and not self.mix:
+            rules.fail([rules.key("group")], f"{rules.key('group')} 'source' builds each batch from one corpus of "
+                       f"{rules.key('mix')}, but there is no {rules.key('mix')}",
+                       f"give {rules.key('mix')}: [SHARDS=WEIGHT, ...], or another {rules.key('group')}")
+        check_augment_config(self.augment, rules.key("augment"))
 
 
 def decode_audio(sample: dict[str, Any], skips: SkipCounter, sample_rate: int | None = None) -> dict[str, Any] | None:

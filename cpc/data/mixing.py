@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -32,52 +33,68 @@ def parse_mix(entries: list[str]) -> list[tuple[str, float]]:
     return mix
 
 
-def shard_seconds(spec: str) -> dict[str, float] | None:
+def shard_seconds(spec: str, urls: list[str] | None = None) -> dict[str, float] | None:
     """{shard url: seconds} from the index.json of a local shard set (a folder or the index itself); None when
-    the spec has no index to read (a brace pattern, a URL list)."""
+    the spec has no index to read (a brace pattern, a URL list). `urls`: the spec's shards, if already resolved."""
     path = Path(spec)
     if path.is_dir():
         path = path / INDEX_NAME
     if not (path.name.endswith(".json") and path.is_file()):
         return None
     index = json.loads(path.read_text())
-    urls = resolve_shards(str(path))
+    urls = urls if urls is not None else resolve_shards(str(path))
     return {url: float(entry.get("seconds", 0.0)) for url, entry in zip(urls, index["shards"])}
 
 
-def mixture_shards(mix: list[tuple[str, float]]) -> tuple[list[str], list[float]]:
-    """(shard urls, draw probabilities) so that corpus i supplies weight_i / sum(weights) of the audio time in
-    expectation: every shard of a corpus is drawn with probability proportional to weight / seconds(corpus)."""
-    urls, scores = [], []
+@dataclass(frozen=True)
+class Mixture:
+    """A mixture with every corpus's shards and durations read once: what a run's training stream draws from."""
+
+    urls: list[str]  # every corpus's shards, in mixture order
+    probabilities: list[float]  # each shard's draw probability
+    sources: dict[str, str]  # {shard url: the mixture entry's shard spec}
+    shares: list[float]  # each corpus's expected share of the audio time
+
+
+def resolve_mixture(mix: list[tuple[str, float]]) -> Mixture:
+    """Each corpus resolved once (a missing path fails, naming it); every shard of corpus i is drawn with
+    probability proportional to weight_i / seconds(corpus i), so it supplies weight_i / sum(weights) of the audio
+    time in expectation (shards without durations count as equally long)."""
+    urls, scores, sources, seconds_of = [], [], {}, []
     total = sum(weight for _, weight in mix)
     for spec, weight in mix:
         shards = resolve_shards(spec)
-        seconds = shard_seconds(spec)
+        seconds = shard_seconds(spec, shards)
         if seconds is None or sum(seconds.values()) <= 0:
             seconds = {url: 1.0 for url in shards}  # no durations: shards count as equally long
         corpus_seconds = sum(seconds[url] for url in shards)
         for url in shards:
             urls.append(url)
             scores.append(weight / total / corpus_seconds)
+            sources[url] = spec
+        seconds_of.append((shards, seconds))
     norm = sum(scores)
-    return urls, [s / norm for s in scores]
+    probabilities = [s / norm for s in scores]
+    by_url = dict(zip(urls, probabilities))
+    shares = [sum(by_url[url] * seconds[url] for url in shards) for shards, seconds in seconds_of]
+    return Mixture(urls, probabilities, sources, [share / sum(shares) for share in shares])
+
+
+def mixture_shards(mix: list[tuple[str, float]]) -> tuple[list[str], list[float]]:
+    """(shard urls, draw probabilities) of `resolve_mixture`."""
+    mixture = resolve_mixture(mix)
+    return mixture.urls, mixture.probabilities
 
 
 def shard_sources(mix: list[tuple[str, float]]) -> dict[str, str]:
     """{shard url: the mixture entry's shard spec}: which corpus each shard belongs to (batches by source)."""
-    return {url: spec for spec, _ in mix for url in resolve_shards(spec)}
+    return resolve_mixture(mix).sources
 
 
 def expected_shares(mix: list[tuple[str, float]]) -> list[float]:
-    """Each corpus's expected share of the audio time under mixture_shards' draw (equals the normalised weights
+    """Each corpus's expected share of the audio time under the mixture's draw (equals the normalised weights
     whenever the indexes give durations)."""
-    urls, probabilities = mixture_shards(mix)
-    by_url = dict(zip(urls, probabilities))
-    shares = []
-    for spec, _ in mix:
-        seconds = shard_seconds(spec) or {url: 1.0 for url in resolve_shards(spec)}
-        shares.append(sum(by_url[url] * seconds[url] for url in resolve_shards(spec)))
-    return [share / sum(shares) for share in shares]
+    return resolve_mixture(mix).shares
 
 
 def weighted_shard_urls(urls: list[str], probabilities: list[float], rng: random.Random) -> Iterator[str]:

@@ -27,7 +27,8 @@ import torch
 import webdataset as wds
 from torch.nn.utils.rnn import pad_sequence
 
-from cpc.data.mixing import mixture_shards, parse_mix, shard_sources, weighted_shard_urls
+from cpc.config import ConfigError, Rules
+from cpc.data.mixing import parse_mix, resolve_mixture, weighted_shard_urls
 from cpc.data.shards import resolve_shards
 from cpc.errors import UserError
 
@@ -36,7 +37,9 @@ from cpc.errors import UserError
 class StreamConfig:
     """What every stream's data section shares."""
 
-    shards: str | list[str] = ""  # index.json, a folder with one, a brace pattern or URL, or a list of URLs
+    # index.json, a folder with one, a brace pattern or URL, or a list of URLs; in code also a ShardSource, the
+    # shards a run resolved once (`source`), which streams then read as they are
+    shards: str | list[str] = ""
     batch_size: int = 8
     num_workers: int | None = None  # DataLoader workers per rank; None: 0 on CPU, from the CPU count on CUDA
     workers: str = "processes"  # "processes" (DataLoader workers) or "threads" (no hand-off cost; see loader())
@@ -48,13 +51,41 @@ class StreamConfig:
     # its weight's share of the audio time (cpc.data.mixing); evaluation streams read `shards`.
     mix: list[str] = field(default_factory=list)
 
+    def check(self, rules: Rules) -> None:
+        """A ConfigError for the first setting of this data section (`rules`, e.g. data) that cannot work."""
+        rules.at_least(1, "batch_size", "prefetch", "open_shards")
+        rules.at_least(0, "num_workers")
+        rules.one_of("workers", WORKER_KINDS)
+
+    def source(self, train: bool) -> ShardSource:
+        """The shards a stream reads, resolved (a missing path fails here, naming it): training draws from the
+        mixture when `mix` is given, evaluation reads `shards`."""
+        if train and self.mix:
+            try:
+                entries = parse_mix(self.mix)
+            except ValueError as error:
+                raise ConfigError(f"data.mix: {error}") from None
+            mixture = resolve_mixture(entries)
+            return ShardSource(mixture.urls, mixture.probabilities, mixture.sources,
+                               [(spec, share) for (spec, _), share in zip(entries, mixture.shares)])
+        return ShardSource(resolve_shards(self.shards))
+
     def stream_args(self, train: bool, start: int, segment: int) -> dict[str, Any]:
         """The Stream arguments these settings fix."""
-        mixed = train and bool(self.mix)
-        urls, weights = mixture_shards(parse_mix(self.mix)) if mixed else (resolve_shards(self.shards), None)
-        return dict(urls=urls, weights=weights, sources=shard_sources(parse_mix(self.mix)) if mixed else None,
-                    batch_size=self.batch_size, train=train, open_shards=self.open_shards, seed=self.seed,
-                    start=start, segment=segment)
+        source = self.shards if isinstance(self.shards, ShardSource) else self.source(train)
+        return dict(urls=source.urls, weights=source.weights, sources=source.sources, batch_size=self.batch_size,
+                    train=train, open_shards=self.open_shards, seed=self.seed, start=start, segment=segment)
+
+
+@dataclass(frozen=True)
+class ShardSource:
+    """A stream's shards, resolved once per run: urls, and for a training mixture each shard's draw probability,
+    its corpus and each corpus's expected share of the audio time."""
+
+    urls: list[str]
+    weights: list[float] | None = None
+    sources: dict[str, str] | None = None
+    shares: list[tuple[str, float]] | None = None  # (corpus spec, share) in mixture order
 
 
 def stream_position() -> tuple[int, int, int, int]:

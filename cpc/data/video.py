@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from cpc.config import Rules
 from cpc.data.stages import SkipCounter, Stream, StreamConfig
 
 
@@ -21,6 +22,11 @@ class VideoDataConfig(StreamConfig):
     window: int = 16  # frames
     shuffle_samples: int = 100
     shuffle_windows: int = 1000
+
+    def check(self, rules: Rules) -> None:
+        """A ConfigError for the first setting of this video section (`rules`, e.g. data) that cannot work."""
+        super().check(rules)
+        rules.at_least(0, "shuffle_samples", "shuffle_windows")
 
 
 def decode_video(sample: dict[str, Any], skips: SkipCounter) -> dict[str, Any] | None:

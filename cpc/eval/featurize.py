@@ -22,8 +22,7 @@ from cpc.data.labels import frame_samples
 from cpc.devices import pick_device
 from cpc.eval.baselines import BASELINES, baseline_frames
 from cpc.eval.features import LONG_SECONDS, extract_chunked, streamable
-from cpc.methods.cpc import cpc_preset
-from cpc.models.cpc import CPCModel, CPCModelConfig
+from cpc.models.cpc import CPCModel, CPCModelConfig, model_preset
 from cpc.models.int8 import int8_model
 
 PREFIXES = ("random:", "int8:")
@@ -53,7 +52,7 @@ def model_of(spec: str, calibration: Sequence = ()) -> torch.nn.Module:
         if Path(source).exists():
             return checkpoint.load(source, weights=False)
         try:
-            config = cpc_preset(source).model
+            config = model_preset(source)
         except ValueError:
             raise ValueError(f"random:{source}: neither a checkpoint nor a preset (paper, base, small, logmel, "
                              "video)") from None

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from einops import rearrange
 
-POLICIES = ("batch", "same_sequence", "same_speaker")
+from cpc.config import Rules
+
 STRATEGIES = ("auto", "dense", "gather")
 # Dense scoring does (frames in batch / N) times the multiply-adds of the gather, but as one GEMM it stays faster
 # up to about this ratio (measured on 2 CPU cores: 168 ms dense vs 199 ms gather at ratio 8, forward + backward).
@@ -31,10 +33,16 @@ BLOCK_ELEMENTS = {"cpu": 1 << 21, "cuda": 1 << 26}  # scores per block: 8 MB of 
 @dataclass
 class InfoNCEConfig:
     negatives: int = 128  # N per position
-    policy: str = "batch"  # "batch", "same_sequence" or "same_speaker"
+    policy: str = "batch"  # a key of POLICIES: "batch", "same_sequence" or "same_speaker"
     exclude_positive: bool = True
     temperature: float = 1.0
     scale_by_dim: bool = True  # divide scores by the frame dimension (CPC_audio's /256), before the temperature
+
+    def check(self, rules: Rules) -> None:
+        """A ConfigError for the first setting of this section (`rules`, e.g. cpc.infonce) that cannot work."""
+        rules.one_of("policy", POLICIES)
+        rules.at_least(1, "negatives")
+        rules.positive("temperature")
 
 
 @dataclass
@@ -42,6 +50,38 @@ class InfoNCEOutput:
     loss: torch.Tensor  # scalar: mean over steps of the per-step mean cross-entropy; ln(N + 1) at chance
     loss_per_step: torch.Tensor  # (K,)
     accuracy_per_step: torch.Tensor  # (K,) fraction of rows whose positive outscores every other negative frame
+
+
+def batch_pool(shape: tuple[int, int, int], speakers, generator, device, valid) -> torch.Tensor:
+    """Negatives from any sequence of the batch (real sequences only, when `valid` marks padding)."""
+    batch = shape[0]
+    if valid is not None:
+        return torch.multinomial(valid, math.prod(shape), replacement=True, generator=generator).view(shape)
+    return torch.randint(0, batch, shape, generator=generator, device=device)
+
+
+def same_sequence_pool(shape: tuple[int, int, int], speakers, generator, device, valid) -> torch.Tensor:
+    """Negatives from the position's own sequence."""
+    return torch.arange(shape[0], device=device)[:, None, None].expand(shape)
+
+
+def same_speaker_pool(shape: tuple[int, int, int], speakers, generator, device, valid) -> torch.Tensor:
+    """Negatives from the sequences of the position's speaker (`speakers`: one id per sequence)."""
+    batch, positions, n = shape
+    if speakers is None or speakers.shape != (batch,):
+        got = None if speakers is None else tuple(speakers.shape)
+        raise ValueError(f"policy 'same_speaker' needs one speaker id per sequence, shape ({batch},); got {got}")
+    same = (speakers[:, None] == speakers[None, :]).to(device=device, dtype=torch.float)
+    if valid is not None:  # real sequences of the same speaker; a padding row draws from itself
+        same = torch.maximum(same * valid[None, :], torch.eye(batch, device=device))
+    return torch.multinomial(same, positions * n, replacement=True, generator=generator).view(shape)
+
+
+# The negative policies a config may name: name -> (shape (batch, positions, n), speakers, generator, device,
+# valid) -> the sequence each negative comes from, (batch, positions, n). A new policy is a function and a line.
+POLICIES: dict[str, Callable[..., torch.Tensor]] = {
+    "batch": batch_pool, "same_sequence": same_sequence_pool, "same_speaker": same_speaker_pool,
+}
 
 
 def sample_negatives(
@@ -56,31 +96,18 @@ def sample_negatives(
     valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Indices (batch, positions, n) into the flattened (batch * frames) frames, drawn uniformly from the pool
-    the policy allows: any frame of the batch, frames of the same sequence, or frames of same-speaker sequences.
-    `valid` (batch,) 1/0 marks real sequences (lockstep validation pads with zero rows): padding is never a
-    negative of a real sequence."""
+    the policy allows (POLICIES): any frame of the batch, frames of the same sequence, or frames of same-speaker
+    sequences. `valid` (batch,) 1/0 marks real sequences (lockstep validation pads with zero rows): padding is
+    never a negative of a real sequence."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown negative policy {policy!r}; choose one of {tuple(POLICIES)}")
     shape = (batch, positions, n)
     frame = torch.randint(0, frames, shape, generator=generator, device=device)
     if valid is not None:
         valid = valid.to(device=device, dtype=torch.float)
         # A batch of padding only: draw uniformly (its rows weigh nothing); no host sync to find out.
         valid = valid + (1 - valid.amax())
-    if policy == "batch" and valid is not None:
-        sequence = torch.multinomial(valid, batch * positions * n, replacement=True, generator=generator).view(shape)
-    elif policy == "batch":
-        sequence = torch.randint(0, batch, shape, generator=generator, device=device)
-    elif policy == "same_sequence":
-        sequence = torch.arange(batch, device=device)[:, None, None].expand(shape)
-    elif policy == "same_speaker":
-        if speakers is None or speakers.shape != (batch,):
-            got = None if speakers is None else tuple(speakers.shape)
-            raise ValueError(f"policy 'same_speaker' needs one speaker id per sequence, shape ({batch},); got {got}")
-        same = (speakers[:, None] == speakers[None, :]).to(device=device, dtype=torch.float)
-        if valid is not None:  # real sequences of the same speaker; a padding row draws from itself
-            same = torch.maximum(same * valid[None, :], torch.eye(batch, device=device))
-        sequence = torch.multinomial(same, positions * n, replacement=True, generator=generator).view(shape)
-    else:
-        raise ValueError(f"unknown negative policy {policy!r}; choose one of {POLICIES}")
+    sequence = POLICIES[policy](shape, speakers, generator, device, valid)
     return sequence * frames + frame
 
 

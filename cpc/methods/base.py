@@ -21,6 +21,16 @@ class Method(nn.Module):
         """What the method reads, given its config: "audio", "video" or "images"."""
         raise NotImplementedError
 
+    @classmethod
+    def stream_options(cls, config: Any) -> dict[str, Any]:
+        """What the stream of its data kind needs from the method (e.g. the model's sample rate); none by default."""
+        return {}
+
+    @classmethod
+    def build(cls, config: Any, steps: int) -> "Method":
+        """The method for a run of `steps` optimiser steps (a schedule may span the run); by default cls(config)."""
+        return cls(config)
+
     def training_step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 

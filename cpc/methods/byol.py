@@ -3,7 +3,7 @@ target momentum follows a cosine from tau_base to 1 over the run and advances on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -25,6 +25,11 @@ class BYOLConfig(ImageMethodConfig):
 
 class BYOL(ImageMethod):
     views = "byol"
+
+    @classmethod
+    def build(cls, config: BYOLConfig, steps: int) -> "BYOL":
+        """The momentum schedule spans the run (`steps`) unless total_steps says otherwise."""
+        return cls(config if config.total_steps else replace(config, total_steps=steps))
 
     def __init__(self, config: BYOLConfig = BYOLConfig()):
         super().__init__(config)

@@ -8,13 +8,16 @@ from typing import Any
 
 import torch
 
+from cpc.config import Rules
 from cpc.errors import UserError
-# POLICIES and REGRESSION_LOSSES: the names a recipe's cpc section may choose (cpc.recipe.check reads them here).
-from cpc.losses.infonce import POLICIES, InfoNCEConfig, chance_loss, info_nce, sample_negatives
+from cpc.losses.infonce import InfoNCEConfig, chance_loss, info_nce, sample_negatives
 from cpc.losses.predictive import REGRESSION_LOSSES, predictive_coding_loss
 from cpc.methods.base import Method
-from cpc.models.cpc import (CPCModel, CPCModelConfig, cpc_base_config, cpc_logmel_config, cpc_paper_config,
-                            cpc_small_config, cpc_video_config)
+from cpc.models.cpc import CPCModel, CPCModelConfig, cpc_base_config, model_preset
+from cpc.models.inputs import adapter_class
+
+# The negatives each named preset draws per position (its model comes from cpc.models.cpc.MODEL_PRESETS).
+PRESET_NEGATIVES = {"paper": 128, "base": 128, "small": 32, "logmel": 128, "video": 64}
 
 
 @dataclass
@@ -28,21 +31,37 @@ class CPCConfig:
     chance_check_after: int = 500
     chance_margin: float = 0.05
 
+    def check(self, rules: Rules, data: Rules) -> None:
+        """A ConfigError for the first setting of this section (`rules`, e.g. cpc) that cannot work, and for a data
+        window (`data`) that cannot hold what it must: whole model frames, at least K + 1 of them."""
+        self.model.check(rules.within("model"))
+        self.infonce.check(rules.within("infonce"))
+        rules.one_of("regression_loss", REGRESSION_LOSSES)
+        model, window = self.model, data.value("window")
+        steps, too_short = model.predictor.steps, [data.key("window"), rules.key("model.predictor.steps")]
+        if model.modality == "video":
+            if window < steps + 1:
+                rules.fail(too_short, f"{data.key('window')} {window} frames is too short for K = {steps} prediction "
+                           f"steps ({rules.key('model.predictor.steps')})",
+                           f"use a window of at least {steps + 1} frames, or a smaller K")
+            return
+        hop = model.hop
+        if window < 1 or window % hop:
+            lower, upper = max(hop, window // hop * hop), (window // hop + 1) * hop
+            hop_rule = adapter_class(model).hop_rule.format(model=rules.key("model."))
+            rules.fail([data.key("window")], f"{data.key('window')} {window} must be a multiple of the model's hop "
+                       f"{hop}", f"use {lower} or {upper} samples (the hop is {hop_rule})")
+        if window // hop < steps + 1:
+            rules.fail(too_short, f"{data.key('window')} {window} holds {window // hop} frames of {hop} samples, too "
+                       f"few for K = {steps} prediction steps ({rules.key('model.predictor.steps')})",
+                       f"use a window of at least {(steps + 1) * hop} samples ({steps + 1} frames), or a smaller K")
+
 
 def cpc_preset(name: str) -> CPCConfig:
     """Full CPC setups by name: "paper" (Oord et al.), "base" (CPC_audio-like), "small" (tests, CPU demos),
     "logmel" (the log-mel front end, sized as the shipped demo model), "video" (frame sequences such as moving
-    digits)."""
-    presets = {
-        "paper": lambda: CPCConfig(model=cpc_paper_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
-        "base": lambda: CPCConfig(model=cpc_base_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
-        "small": lambda: CPCConfig(model=cpc_small_config(), infonce=InfoNCEConfig(negatives=32, policy="batch")),
-        "logmel": lambda: CPCConfig(model=cpc_logmel_config(), infonce=InfoNCEConfig(negatives=128, policy="batch")),
-        "video": lambda: CPCConfig(model=cpc_video_config(), infonce=InfoNCEConfig(negatives=64, policy="batch")),
-    }
-    if name not in presets:
-        raise ValueError(f"unknown CPC preset {name!r}; choose one of {sorted(presets)}")
-    return presets[name]()
+    digits): the preset's model (cpc.models.cpc.model_preset) with its negatives drawn from the whole batch."""
+    return CPCConfig(model=model_preset(name), infonce=InfoNCEConfig(negatives=PRESET_NEGATIVES[name], policy="batch"))
 
 
 class ChanceWatch:
@@ -101,6 +120,12 @@ class CPCMethod(Method):
     @classmethod
     def data_kind(cls, config: CPCConfig) -> str:
         return config.model.modality
+
+    @classmethod
+    def stream_options(cls, config: CPCConfig) -> dict[str, Any]:
+        """Audio is read at the model's sample rate and cut at its frame hop."""
+        model = config.model
+        return dict(sample_rate=model.sample_rate, hop=model.hop) if model.modality == "audio" else {}
 
     def __init__(self, config: CPCConfig = CPCConfig()):
         super().__init__()

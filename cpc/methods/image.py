@@ -31,6 +31,11 @@ class ImageMethod(Method):
     def data_kind(cls, config) -> str:
         return "images"
 
+    @classmethod
+    def stream_options(cls, config) -> dict[str, Any]:
+        """The view augmentations the method was published with, unless data.views names others."""
+        return {"views": cls.views}
+
     def __init__(self, config: ImageMethodConfig):
         super().__init__()
         self.config = config

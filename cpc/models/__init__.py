@@ -13,6 +13,7 @@ from cpc.models.cpc import (
     cpc_small,
     cpc_small_config,
     cpc_video_config,
+    model_preset,
 )
 from cpc.models.encoders import (ConvEncoder, ConvEncoderConfig, FrameEncoder, FrameEncoderConfig, ImageEncoder,
                                  ImageEncoderConfig, LogMelFrames, standardize)

@@ -1,19 +1,20 @@
-"""CPCModel = input adapter + g_enc + g_ar (+ prediction heads), and builders with the published configurations."""
+"""CPCModel = input adapter + g_enc + g_ar (+ prediction heads), the rules its config must meet, and the named
+model presets (the published configurations) that training and evaluation build from."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable, ClassVar
 
 import torch
 from einops import rearrange, reduce
 from torch import nn
 
-from cpc.models.autoregressive import AutoregressiveConfig, build_autoregressive
-from cpc.models.encoders import ConvEncoderConfig, FrameEncoderConfig
-from cpc.models.heads import PredictionHeads, PredictorConfig
-# MODALITIES, FRONTENDS, INPUT_NORMS: the names a config may choose (cpc.recipe.check reads them here).
-from cpc.models.inputs import (FRONTENDS, INPUT_NORMS, MODALITIES, LogMelConfig, adapter_class,  # noqa: F401
-                               input_adapter)
+from cpc.config import Rules
+from cpc.models.autoregressive import AR_KINDS, AutoregressiveConfig, build_autoregressive
+from cpc.models.encoders import NORMS, ConvEncoderConfig, FrameEncoderConfig
+from cpc.models.heads import PREDICTOR_KINDS, PredictionHeads, PredictorConfig
+from cpc.models.inputs import FRONTENDS, MODALITIES, LogMelConfig, adapter_class, input_adapter
 
 REGRESSION_TARGETS = ("none", "z", "logmel", "pixels")
 
@@ -40,8 +41,9 @@ class CPCModelConfig:
     pixel_size: int = 8
     # Input normalisation (without one an untrained encoder outputs mostly its biases):
     # "window": each input row to zero mean, unit variance with its own statistics, so c_t depends on samples
-    #   after t and a stream needs the utterance's statistics in advance. The default so that every checkpoint
-    #   saved before this key existed (its config has no `input_norm`) keeps its behaviour; the presets say "causal".
+    #   after t and a stream needs the utterance's statistics in advance. What a checkpoint saved before this key
+    #   existed (its config has no `input_norm`) was trained with, so reading such a record gives "window"
+    #   (ABSENT_MEANS below); new configs default to "causal".
     # "causal": each sample divided by the running RMS of its row up to itself (encoders.causal_normalize), which
     #   starts from `input_prior_seconds` of pseudo-audio at RMS `input_level`: c_t depends on the past only and
     #   streams need no calibration. Level 0.1 (-20 dBFS) is the bundled corpus's typical RMS (0.05-0.2 per
@@ -53,8 +55,9 @@ class CPCModelConfig:
     # "none": raw input. Video frames are standardised each on its own (already causal) unless "none".
     # The "logmel" front end standardises each mel band by its running mean and variance ("causal", `logmel`'s
     # prior) or not at all ("none"); it has no "window" form.
-    # `standardize: false`, the older switch, means "none" whatever input_norm says.
-    input_norm: str = "window"
+    # `standardize: false`, the older switch (kept for the checkpoints that record it; new configs leave it out),
+    # means "none" whatever input_norm says.
+    input_norm: str = "causal"
     input_level: float = 0.1
     input_prior_seconds: float = 0.025
     standardize: bool = True
@@ -63,6 +66,32 @@ class CPCModelConfig:
     # feature layer "c_bidir" = [c; reverse context], which sees the whole utterance (CPC_audio concatenates a
     # forward and a reverse model the same way); the forward c stays causal and streamable.
     bidirectional: bool = False
+
+    # What a stored config lacking a key meant (cpc.config.from_dict): records from before `input_norm` existed
+    # standardised each window.
+    ABSENT_MEANS: ClassVar[dict] = {"input_norm": "window"}
+
+    def check(self, rules: Rules) -> None:
+        """A ConfigError naming the first setting of this model section (`rules`, e.g. cpc.model) that cannot work:
+        names among the known ones, sizes in range, what the input kind rules out, encoder layers that pair up."""
+        rules.one_of("modality", MODALITIES)
+        rules.one_of("frontend", FRONTENDS)
+        rules.one_of("predictor.kind", PREDICTOR_KINDS)
+        rules.one_of("regression_target", REGRESSION_TARGETS)
+        rules.one_of("ar.kind", AR_KINDS)
+        rules.at_least(1, "predictor.steps", "ar.dim", "ar.layers")
+        try:  # what the input kind itself rules out (e.g. a log-mel front end with window statistics)
+            adapter_class(self)
+        except ValueError as error:
+            rules.raised("frontend", error, "see docs/models.md")
+        if self.modality == "video":
+            return
+        rules.one_of("encoder.norm", NORMS)
+        kernels, strides = self.encoder.kernels, self.encoder.strides
+        if len(kernels) != len(strides) or not strides or min(kernels + strides) < 1:
+            rules.fail([rules.key("encoder.kernels"), rules.key("encoder.strides")],
+                       f"encoder kernels {list(kernels)} and strides {list(strides)} do not pair up",
+                       "give one kernel and one stride (each >= 1) per conv layer")
 
     @property
     def resolved_input_norm(self) -> str:
@@ -325,3 +354,16 @@ def cpc_small() -> CPCModel:
 
 def cpc_logmel() -> CPCModel:
     return CPCModel(cpc_logmel_config())
+
+
+MODEL_PRESETS: dict[str, Callable[[], CPCModelConfig]] = {
+    "paper": cpc_paper_config, "base": cpc_base_config, "small": cpc_small_config, "logmel": cpc_logmel_config,
+    "video": cpc_video_config,
+}
+
+
+def model_preset(name: str) -> CPCModelConfig:
+    """The model of a named preset: "paper", "base", "small", "logmel" or "video" (a ValueError naming them)."""
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown CPC preset {name!r}; choose one of {sorted(MODEL_PRESETS)}")
+    return MODEL_PRESETS[name]()

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import torch
 
+from cpc.config import Rules
+
 OPTIMISERS = ("adam", "adamw", "sgd", "lars")
 SCHEDULES = ("constant", "cosine")
 
@@ -24,6 +26,17 @@ class OptimConfig:
     min_lr_ratio: float = 0.0  # cosine floor, as a fraction of lr
     grad_clip: float | None = None  # max global gradient norm
     accumulate: int = 1  # micro-batches per optimiser step
+
+    def check(self, rules: Rules) -> None:
+        """A ConfigError for the first setting of this section (`rules`, e.g. optim) that cannot work."""
+        rules.at_least(1, "accumulate")
+        rules.at_least(0, "warmup_steps", "weight_decay")
+        rules.positive("lr", "grad_clip")
+        if not 0 <= self.min_lr_ratio <= 1:
+            rules.fail([rules.key("min_lr_ratio")], f"{rules.key('min_lr_ratio')} is {self.min_lr_ratio!r}",
+                       "it must lie in [0, 1]")
+        rules.one_of("name", OPTIMISERS)
+        rules.one_of("schedule", SCHEDULES)
 
 
 class LARS(torch.optim.Optimizer):
