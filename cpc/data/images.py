@@ -111,7 +111,6 @@ def register_views(views: type) -> type:
 
 register_views(SimCLRViews)
 register_views(BYOLViews)
-VIEW_RECIPES = tuple(VIEWS)  # the names the config check accepts
 
 
 class TwoViews:

@@ -13,7 +13,7 @@ from typing import Any, Callable, NamedTuple
 
 from cpc.config import Rules
 from cpc.data.audio import AudioDataConfig, audio_stream
-from cpc.data.images import VIEW_RECIPES, ImageDataConfig, TwoViews, image_stream
+from cpc.data.images import VIEWS, ImageDataConfig, TwoViews, image_stream
 from cpc.data.stages import Stream, StreamConfig
 from cpc.data.video import VideoDataConfig, video_stream
 
@@ -36,7 +36,7 @@ def check_images(data: ImageDataConfig, rules: Rules) -> None:
     """A ConfigError for the first setting of an image data section that cannot work."""
     data.check(rules)
     rules.at_least(1, "size")
-    rules.one_of("views", ("", *VIEW_RECIPES))
+    rules.one_of("views", ("", *VIEWS))  # read at check time: a recipe registered later counts
 
 
 def run_image_stream(data: ImageDataConfig, train: bool, start: int = 0, segment: int = 0, *,
