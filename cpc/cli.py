@@ -206,28 +206,30 @@ def abx(args: argparse.Namespace) -> None:
     import math
 
     from cpc.errors import UserError
-    from cpc.eval import abx as lib
+    from cpc.eval.abx.items import read_items
+    from cpc.eval.abx.score import CONTEXT_MODES, SPEAKER_MODES, abx_errors
+    from cpc.eval.sources import ExtractedFeatures, feature_seconds, open_audio, open_features
 
     if len(args.inputs) != (1 if args.model else 2):
         raise UserError("give FEATURES ITEMS, or --model RUN --audio AUDIO ITEMS (see cpc abx --help)")
-    items = lib.read_items(args.inputs[-1])
+    items = read_items(args.inputs[-1])
     device = args.device
     if args.model:
         if not args.audio:
             raise UserError(f"--model {args.model} needs --audio: the shards or audio folder of the item file's files")
         compute = model_features(args.model, args.layer or "c", device)
-        audio = lib.open_audio(args.audio, compute.sample_rate, keys=set(items.files.tolist()))
-        features, frame_seconds = lib.ExtractedFeatures(compute, audio, audio.source), compute.frame_seconds
+        audio = open_audio(args.audio, compute.sample_rate, keys=set(items.files.tolist()))
+        features, frame_seconds = ExtractedFeatures(compute, audio, audio.source), compute.frame_seconds
     else:
-        features = lib.open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
-        frame_seconds = lib.feature_seconds(features)
+        features = open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
+        frame_seconds = feature_seconds(features)
     size = args.feature_size if args.feature_size is not None else frame_seconds or 0.01
-    scores = lib.abx_errors(features, items, size, args.distance, args.speaker_mode, args.context_mode,
-                            args.max_size_group, args.max_x_across, args.seed, device, progress=not args.quiet)
+    scores = abx_errors(features, items, size, args.distance, args.speaker_mode, args.context_mode,
+                        args.max_size_group, args.max_x_across, args.seed, device, progress=not args.quiet)
     print(f"ABX error % ({args.distance}, {1000 * size:g} ms frames, {len(items)} items of {items.source})")
-    print(f"{'':<16}" + "".join(f"{s + ' speaker':>17}" for s in lib.SPEAKER_MODES))
-    for context in lib.CONTEXT_MODES:
-        cells = [scores.get(f"{s}-{context}") for s in lib.SPEAKER_MODES]
+    print(f"{'':<16}" + "".join(f"{s + ' speaker':>17}" for s in SPEAKER_MODES))
+    for context in CONTEXT_MODES:
+        cells = [scores.get(f"{s}-{context}") for s in SPEAKER_MODES]
         if any(c is not None for c in cells):
             print(f"{context + ' context':<16}" + "".join(f"{'-' if c is None else f'{c:.2f}':>17}" for c in cells))
     if args.json:
@@ -236,10 +238,9 @@ def abx(args: argparse.Namespace) -> None:
 
 def units(args: argparse.Namespace) -> None:
     """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
-    from cpc.data.shards import write_shards
     from cpc.eval import units as lib
     from cpc.devices import pick_device
-    from cpc.eval.abx import ExtractedFeatures, open_audio
+    from cpc.eval.sources import ExtractedFeatures, open_audio
     from cpc.progress import progress_bar
 
     device = args.device
@@ -262,19 +263,14 @@ def units(args: argparse.Namespace) -> None:
     centroids = fitted.centroids.to(pick_device(device))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
                  for key in progress_bar(features, "units", len(features), unit="utt"))
-    if str(args.out).endswith(".txt"):
-        print(f"wrote {lib.write_unit_text(args.out, sequences)} unit sequences (k={fitted.k}) to {args.out}")
-    else:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        index = write_shards(lib.unit_samples(sequences, fitted), str(Path(args.out) / "shard-%06d.tar"),
-                             progress=False)
-        print(f"wrote {index['samples']} unit sequences (k={fitted.k}) in {len(index['shards'])} shard(s) to "
-              f"{args.out}")
+    count, shards = lib.write_unit_sequences(sequences, fitted, args.out)
+    where = f"to {args.out}" if shards is None else f"in {shards} shard(s) to {args.out}"
+    print(f"wrote {count} unit sequences (k={fitted.k}) {where}")
 
 
 def abx_items(args: argparse.Namespace) -> None:
     """Item file from frame labels (converted_aligned_phones.txt format) and speakers."""
-    from cpc.eval.abx import items_from_alignments
+    from cpc.eval.abx.items import items_from_alignments
 
     count, utterances, left = items_from_alignments(args.alignments, args.speakers, args.out, args.unit, args.phones,
                                                     args.silence or (0,))
