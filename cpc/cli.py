@@ -40,25 +40,17 @@ def pretrain(args: argparse.Namespace) -> None:
 def extract(args: argparse.Namespace) -> None:
     """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column.
     Unreadable files are skipped and reported; an output folder holding files is refused unless --overwrite."""
-    import json
-
-    import numpy as np
-
     from cpc.checkpoint import load
     from cpc.data.ingest import is_audio_file, items_from_path
     from cpc.data.labelled import load_utterances
-    from cpc.data.shards import npy_bytes, resolve_shards, write_shards
+    from cpc.data.shards import resolve_shards
     from cpc.data.stages import SkipCounter
     from cpc.devices import pick_device
-    from cpc.eval.features import extract_corpus, features_array, output_folder, read_files, save_npy
+    from cpc.eval.feature_outputs import FeatureOutput
+    from cpc.eval.features import extract_corpus, read_files
     from cpc.progress import progress_bar
 
-    out = Path(args.out)
-    if args.format == "kaldi":
-        from cpc.eval.archives import check_kaldi_output
-
-        check_kaldi_output(args.dtype)
-    earlier = output_folder(out, args.overwrite)
+    output = FeatureOutput(args.out, args.format, args.dtype, args.overwrite)
     model = load(args.checkpoint)
     if not args.int8:  # int8 kernels are CPU kernels
         model.to(pick_device(args.device))
@@ -81,30 +73,7 @@ def extract(args: argparse.Namespace) -> None:
         resolve_shards(args.input)  # a wrong path fails now, before any work
         utterances = from_shards()
     features = extract_corpus(model, utterances, args.layer, args.batch, chunk, args.precision, args.int8, skips)
-    for path in earlier:  # --overwrite: the earlier extraction's files go once this one is ready to write
-        path.unlink()
-    dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
-    if args.format == "npy":
-        out.mkdir(parents=True, exist_ok=True)
-        count = 0
-        for key, frames in features:  # a long recording's frames are written as they are computed
-            save_npy(out / f"{key}.npy", frames, dtype)
-            count += 1
-        print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
-    elif args.format == "kaldi":
-        from cpc.eval.archives import write_kaldi_features
-
-        count = write_kaldi_features(((key, features_array(frames)) for key, frames in features), out)
-        print(f"wrote {count} matrices (frames x dim, float32) to {out / 'feats.ark'} and {out / 'feats.scp'}")
-    else:
-        frame_rate = rate / model.hop
-        arrays = ((key, features_array(frames, dtype)) for key, frames in features)
-        samples = ({"__key__": key, f"{args.layer}.npy": npy_bytes(array),
-                    "json": json.dumps({"frames": len(array), "dim": array.shape[1], "layer": args.layer,
-                                        "frame_rate": frame_rate, "seconds": len(array) / frame_rate}).encode()}
-                   for key, array in arrays)
-        index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
-        print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
+    print(output.write(features, args.layer, rate / model.hop))
     if skips.counts:
         print(f"skipped: {skips.report()}")
 
@@ -369,6 +338,7 @@ def parser() -> argparse.ArgumentParser:
                    help="start over in a train.out that holds a run (deletes its checkpoints and logs)")
     p.set_defaults(run=pretrain)
 
+    from cpc.eval.feature_outputs import DTYPES, FORMATS
     from cpc.eval.features import LONG_SECONDS  # the default chunk of long recordings
 
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
@@ -379,10 +349,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="c", choices=MODEL_LAYERS,
                    help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated, c_bidir: context "
                         "of both directions (bidirectional models; offline, not with --chunk-seconds)")
-    p.add_argument("--format", default="npy", choices=["npy", "shards", "kaldi"],
+    p.add_argument("--format", default="npy", choices=FORMATS,
                    help="npy: one file per utterance; shards: one tar column, same keys and order as the input; "
                         "kaldi: feats.ark + feats.scp (pip install 'cpc[kaldi]')")
-    p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
     p.add_argument("--chunk-seconds", type=float, default=LONG_SECONDS,
                    help="recordings longer than this are streamed in chunks this long, files read in blocks, so "
