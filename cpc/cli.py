@@ -94,64 +94,15 @@ def export(args: argparse.Namespace) -> None:
 def probe(args: argparse.Namespace) -> None:
     """Phone (frame) or speaker probes, or video-clip probes (each clip target from pooled features, per-frame
     labels frame by frame), for each --features with the same probe and split; a table, JSON, PNGs."""
-    import json
+    from cpc.eval.probe_runs import run_probes
+    from cpc.eval.probes import ProbeConfig
 
-    from cpc.checkpoint import CheckpointError
-    from cpc.data.labelled import load_clips, load_utterances
-    from cpc.data.labels import label_names_beside, read_label_names
-    from cpc.errors import UserError
-    from cpc.eval.featurize import feature_name, featurizer
-    from cpc.eval.plots import plot_confusion
-    from cpc.eval.probes import ProbeConfig, class_probe, coverage, describe, frame_probe, require_items
-    from cpc.eval.report import ReportRow, write_probe_report
-
-    load = load_clips if args.task == "clips" else load_utterances
-    train, test = load(args.train), load(args.test)
-    require_items(train, f"--train {args.train}")
-    require_items(test, f"--test {args.test}")
-    noun = "clips" if args.task == "clips" else "utterances"
-    rate = getattr(train[0], "sample_rate", None)
-    out = Path(args.out)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size)
-    tasks = {"phones": {"phones": lambda f: frame_probe(train, test, f, args.classes, config)},
-             "speakers": {"speakers": lambda f: class_probe(train, test, f, lambda u: u.speaker, config)}}
-    if args.task == "clips":
-        tasks["clips"] = {name: (lambda f, name=name: class_probe(train, test, f, lambda c: c.targets[name], config))
-                          for name in (args.target or sorted(train[0].targets))}
-        if train[0].labels is not None:
-            tasks["clips"]["frame labels"] = lambda f: frame_probe(train, test, f, args.classes, config)
-    names = read_label_names(args.phones) if args.phones else label_names_beside(args.train)
-    results, report = {}, []
-    for spec in args.features:
-        try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
-            features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate, device=args.device)
-        except (ValueError, RuntimeError, CheckpointError) as error:
-            raise UserError(f"{error} (--features {spec})") from None
-        name = feature_name(spec)
-        for task, run in tasks[args.task].items():
-            result = run(features)
-            slug = task.replace(" ", "_")
-            out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
-            image = f"confusion_{slug}_{name}.png"
-            plot_confusion(result.confusion, out / image, f"{task}: {spec}",
-                           names if task in ("phones", "frame labels") else None)
-            covered = {split: coverage(items, result.scored[split], result.left_out[split])
-                       for split, items in (("test", test), ("train", train))}
-            results.setdefault(spec, {})[task] = {
-                "accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy, "best_epoch": result.best_epoch,
-                "per_class": result.per_class, "left_out": result.problems, "coverage": covered}
-            print(f"{spec:<40} {task:<12} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
-                  f"epoch {result.best_epoch})", flush=True)
-            lines = [describe(covers, split, noun) for split, covers in covered.items()]
-            print("\n".join(f"  {line}" for line in lines))
-            report.append(ReportRow(spec, task, result.accuracy, result.dev_accuracy, result.best_epoch, lines, image))
-    if args.task != "clips":  # one task: keep the flat {spec: result} layout
-        results = {spec: tasks_done[args.task] for spec, tasks_done in results.items()}
-    (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
-    settings = {"train": args.train, "test": args.test, "layer": args.layer, **vars(config)}
-    written = write_probe_report(out, f"cpc probe {args.task}", settings, report)
-    print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}; report: {written}")
+    results, report = run_probes(args.task, args.train, args.test, args.features, args.layer, config, args.out,
+                                 args.classes, args.target, args.phones, args.device,
+                                 say=lambda line: print(line, flush=True))
+    print(f"wrote {results} and the confusion PNGs in {results.parent}; report: {report}")
 
 
 def model_features(spec: str, layer: str, device: str):
@@ -339,6 +290,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=pretrain)
 
     from cpc.eval.feature_outputs import DTYPES, FORMATS
+    from cpc.eval.probe_runs import KINDS as PROBE_KINDS
     from cpc.eval.features import LONG_SECONDS  # the default chunk of long recordings
 
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
@@ -380,7 +332,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=export)
 
     p = commands.add_parser("probe", help="linear phone, speaker or video-clip probes on frozen features")
-    p.add_argument("task", choices=["phones", "speakers", "clips"],
+    p.add_argument("task", choices=PROBE_KINDS,
                    help="clips: each clip target (e.g. digit) from pooled features, per-frame labels by frame")
     p.add_argument("--train", required=True, help="labelled training shards")
     p.add_argument("--test", required=True, help="held-out shards, scored once")
