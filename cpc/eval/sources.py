@@ -1,7 +1,8 @@
-"""Where ABX, units and probes get frames, audio and speakers from: a feature source is a mapping file -> (frames,
-dim) array or (frames,) unit ids, read from a folder of `<file>.npy`, feature shards (cpc.eval.feature_shards), a
-units `.txt`, or computed on the fly from audio (`ExtractedFeatures` over `open_audio`); `read_speakers` maps
-utterances to speakers. Item files name files by stem, so every source is keyed that way."""
+"""Where `cpc abx`, `cpc units` and the demo get frames, audio and speakers: a feature source is a mapping
+file -> (frames, dim) array or (frames,) unit ids, read from a folder of `<file>.npy`, feature shards
+(cpc.eval.feature_shards), a units `.txt` (cpc.eval.units), or computed on the fly from audio (`ExtractedFeatures`
+over `open_audio`); `read_speakers` maps utterances to speakers. Item files name files by stem, so every source is
+keyed that way."""
 
 from __future__ import annotations
 
@@ -140,8 +141,8 @@ def _audio_loader(path: str, sample_rate: int) -> Callable[[], np.ndarray]:
 
 def open_audio(spec: str | os.PathLike, sample_rate: int | None, keys: Sequence[str] | None = None) -> FeatureDict:
     """file -> waveform (or a loader of it): audio shards (their keys), or an audio folder or one audio file (each
-    file's name without extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps only those; shard
-    samples skipped (another sample rate, unreadable) are named in the result's `source`."""
+    file's name without extension, the names item files use, e.g. LibriSpeech `1272-128104-0000`). `keys` keeps
+    only those; shard samples skipped (another sample rate, unreadable) are named in the result's `source`."""
     from cpc.data.ingest import is_audio_file, items_from_path
     from cpc.data.labelled import load_utterances
 

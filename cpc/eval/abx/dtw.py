@@ -102,7 +102,7 @@ def _bins(lengths: np.ndarray) -> np.ndarray:
 
 
 def pair_dtw(frames: ItemFrames, rows: np.ndarray, cols: np.ndarray, distance: str, device: torch.device,
-              unit_distance: tuple[float, float] | None) -> torch.Tensor:
+             unit_distance: tuple[float, float] | None) -> torch.Tensor:
     """DTW of item rows[p] (frames down) against item cols[p] (frames across), batched by length class."""
     n, m = frames.length[rows], frames.length[cols]
     order = np.lexsort((n, n + m, _bins(m), _bins(n)))

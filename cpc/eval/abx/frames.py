@@ -60,7 +60,7 @@ def _as_tensor(array, name: str) -> torch.Tensor:
         return tensor.long()
     if tensor.ndim != 2 or tensor.shape[1] == 0:
         raise ABXError(f"features of {name!r} have shape {tuple(tensor.shape)}; expected (frames, dim) "
-                         "or (frames,) integer unit ids")
+                       "or (frames,) integer unit ids")
     if not tensor.is_floating_point():
         tensor = tensor.float()
     return tensor
@@ -69,8 +69,8 @@ def _as_tensor(array, name: str) -> torch.Tensor:
 def _missing(items: ItemTable, files: list[str], missing: list[str], features) -> MissingKeys:
     where = f" in {features.source}" if getattr(features, "source", None) else ""
     return MissingKeys(f"{len(missing)} of the {len(files)} files of {items.source} have no features{where}, "
-                           f"first: {', '.join(missing[:5])} (features are looked up by the item file's #file "
-                           "column: extract those files, or use the item file of this set)")
+                       f"first: {', '.join(missing[:5])} (features are looked up by the item file's #file "
+                       "column: extract those files, or use the item file of this set)")
 
 
 def load_frames(items: ItemTable, features, feature_size: float, progress: bool) -> ItemFrames:
@@ -103,7 +103,7 @@ def load_frames(items: ItemTable, features, feature_size: float, progress: bool)
         elif kind != ids or (not ids and tensor.shape[1] != dim):
             shape = "unit ids" if ids else f"dim {tensor.shape[1]}"
             raise ABXError(f"features of {name!r} ({shape}) differ from the earlier files'"
-                             f" ({'unit ids' if kind else f'dim {dim}'})")
+                           f" ({'unit ids' if kind else f'dim {dim}'})")
         if not ids:
             tensor = normalize_with_singularity(tensor if tensor.dtype == torch.float64 else tensor.float()).float()
         rows = rows_of[name]
@@ -124,5 +124,5 @@ def load_frames(items: ItemTable, features, feature_size: float, progress: bool)
     keep = np.concatenate(keeps)
     by_row = np.argsort(keep, kind="stable")  # items in item-file order
     return ItemFrames(torch.cat(chunks), np.concatenate(starts)[by_row], np.concatenate(lengths)[by_row],
-                   keep[by_row], bool(kind))
+                      keep[by_row], bool(kind))
 

@@ -29,7 +29,7 @@ PAIR_BUDGET = 1 << 21  # DTW pairs drawn per chunk of cells: fixes the random st
 
 
 def score_chunk(frames: ItemFrames, g: Groups, cells: dict[str, np.ndarray], within: bool, limit: int,
-                 rng: np.random.Generator, distance: str, device, unit_distance) -> np.ndarray:
+                rng: np.random.Generator, distance: str, device, unit_distance) -> np.ndarray:
     """ABX error of each cell of a chunk (fractions)."""
     sb = draw_items(g, cells["b"], limit, rng)
     sa = draw_items(g, cells["a"], limit, rng)
@@ -153,7 +153,7 @@ def abx_errors(features: Mapping | Callable, items: ItemTable | str | os.PathLik
                 chunk = {k: v[lo : lo + per] for k, v in cells.items()}
                 rng = np.random.default_rng(stream + [number + 1])
                 errors.append(score_chunk(frames, g, chunk, within, max_size_group, rng, distance, device,
-                                           unit_distance))
+                                          unit_distance))
                 bar.update(len(chunk["a"]))
             errors = np.concatenate(errors) if errors else np.zeros(0)
             scores[name] = 100 * _average(errors, g, cells)
