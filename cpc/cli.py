@@ -40,25 +40,17 @@ def pretrain(args: argparse.Namespace) -> None:
 def extract(args: argparse.Namespace) -> None:
     """Checkpoint + shards or an audio folder -> per-utterance frame features as .npy files or a shard column.
     Unreadable files are skipped and reported; an output folder holding files is refused unless --overwrite."""
-    import json
-
-    import numpy as np
-
     from cpc.checkpoint import load
     from cpc.data.ingest import is_audio_file, items_from_path
     from cpc.data.labelled import load_utterances
-    from cpc.data.shards import npy_bytes, resolve_shards, write_shards
+    from cpc.data.shards import resolve_shards
     from cpc.data.stages import SkipCounter
     from cpc.devices import pick_device
-    from cpc.eval.features import extract_corpus, features_array, output_folder, read_files, save_npy
+    from cpc.eval.feature_outputs import FeatureOutput
+    from cpc.eval.features import extract_corpus, read_files
     from cpc.progress import progress_bar
 
-    out = Path(args.out)
-    if args.format == "kaldi":
-        from cpc.eval.archives import check_kaldi_output
-
-        check_kaldi_output(args.dtype)
-    earlier = output_folder(out, args.overwrite)
+    output = FeatureOutput(args.out, args.format, args.dtype, args.overwrite)
     model = load(args.checkpoint)
     if not args.int8:  # int8 kernels are CPU kernels
         model.to(pick_device(args.device))
@@ -81,30 +73,7 @@ def extract(args: argparse.Namespace) -> None:
         resolve_shards(args.input)  # a wrong path fails now, before any work
         utterances = from_shards()
     features = extract_corpus(model, utterances, args.layer, args.batch, chunk, args.precision, args.int8, skips)
-    for path in earlier:  # --overwrite: the earlier extraction's files go once this one is ready to write
-        path.unlink()
-    dtype = {"float16": np.float16, "float32": np.float32}[args.dtype]
-    if args.format == "npy":
-        out.mkdir(parents=True, exist_ok=True)
-        count = 0
-        for key, frames in features:  # a long recording's frames are written as they are computed
-            save_npy(out / f"{key}.npy", frames, dtype)
-            count += 1
-        print(f"wrote {count} arrays (frames x dim, {args.dtype}) to {out}")
-    elif args.format == "kaldi":
-        from cpc.eval.archives import write_kaldi_features
-
-        count = write_kaldi_features(((key, features_array(frames)) for key, frames in features), out)
-        print(f"wrote {count} matrices (frames x dim, float32) to {out / 'feats.ark'} and {out / 'feats.scp'}")
-    else:
-        frame_rate = rate / model.hop
-        arrays = ((key, features_array(frames, dtype)) for key, frames in features)
-        samples = ({"__key__": key, f"{args.layer}.npy": npy_bytes(array),
-                    "json": json.dumps({"frames": len(array), "dim": array.shape[1], "layer": args.layer,
-                                        "frame_rate": frame_rate, "seconds": len(array) / frame_rate}).encode()}
-                   for key, array in arrays)
-        index = write_shards(samples, str(out / "shard-%06d.tar"), progress=False)
-        print(f"wrote {index['samples']} feature arrays in {len(index['shards'])} shard(s) to {out}")
+    print(output.write(features, args.layer, rate / model.hop))
     if skips.counts:
         print(f"skipped: {skips.report()}")
 
@@ -125,64 +94,15 @@ def export(args: argparse.Namespace) -> None:
 def probe(args: argparse.Namespace) -> None:
     """Phone (frame) or speaker probes, or video-clip probes (each clip target from pooled features, per-frame
     labels frame by frame), for each --features with the same probe and split; a table, JSON, PNGs."""
-    import json
+    from cpc.eval.probe_runs import run_probes
+    from cpc.eval.probes import ProbeConfig
 
-    from cpc.checkpoint import CheckpointError
-    from cpc.data.labelled import load_clips, load_utterances
-    from cpc.data.labels import label_names_beside, read_label_names
-    from cpc.errors import UserError
-    from cpc.eval.featurize import feature_name, featurizer
-    from cpc.eval.plots import plot_confusion
-    from cpc.eval.probes import ProbeConfig, class_probe, coverage, describe, frame_probe, require_items
-    from cpc.eval.report import ReportRow, write_probe_report
-
-    load = load_clips if args.task == "clips" else load_utterances
-    train, test = load(args.train), load(args.test)
-    require_items(train, f"--train {args.train}")
-    require_items(test, f"--test {args.test}")
-    noun = "clips" if args.task == "clips" else "utterances"
-    rate = getattr(train[0], "sample_rate", None)
-    out = Path(args.out)
     config = ProbeConfig(hidden=args.hidden, context=args.context, epochs=args.epochs, lr=args.lr,
                          batch_size=args.batch_size)
-    tasks = {"phones": {"phones": lambda f: frame_probe(train, test, f, args.classes, config)},
-             "speakers": {"speakers": lambda f: class_probe(train, test, f, lambda u: u.speaker, config)}}
-    if args.task == "clips":
-        tasks["clips"] = {name: (lambda f, name=name: class_probe(train, test, f, lambda c: c.targets[name], config))
-                          for name in (args.target or sorted(train[0].targets))}
-        if train[0].labels is not None:
-            tasks["clips"]["frame labels"] = lambda f: frame_probe(train, test, f, args.classes, config)
-    names = read_label_names(args.phones) if args.phones else label_names_beside(args.train)
-    results, report = {}, []
-    for spec in args.features:
-        try:  # int8 scales come from the first training utterances (int8_model reads a minute at most), never test
-            features = featurizer(spec, args.layer, [u.inputs for u in train], sample_rate=rate, device=args.device)
-        except (ValueError, RuntimeError, CheckpointError) as error:
-            raise UserError(f"{error} (--features {spec})") from None
-        name = feature_name(spec)
-        for task, run in tasks[args.task].items():
-            result = run(features)
-            slug = task.replace(" ", "_")
-            out.mkdir(parents=True, exist_ok=True)  # once there is something to write: a refused probe leaves none
-            image = f"confusion_{slug}_{name}.png"
-            plot_confusion(result.confusion, out / image, f"{task}: {spec}",
-                           names if task in ("phones", "frame labels") else None)
-            covered = {split: coverage(items, result.scored[split], result.left_out[split])
-                       for split, items in (("test", test), ("train", train))}
-            results.setdefault(spec, {})[task] = {
-                "accuracy": result.accuracy, "dev_accuracy": result.dev_accuracy, "best_epoch": result.best_epoch,
-                "per_class": result.per_class, "left_out": result.problems, "coverage": covered}
-            print(f"{spec:<40} {task:<12} test accuracy {result.accuracy:.3f}  (dev {result.dev_accuracy:.3f}, "
-                  f"epoch {result.best_epoch})", flush=True)
-            lines = [describe(covers, split, noun) for split, covers in covered.items()]
-            print("\n".join(f"  {line}" for line in lines))
-            report.append(ReportRow(spec, task, result.accuracy, result.dev_accuracy, result.best_epoch, lines, image))
-    if args.task != "clips":  # one task: keep the flat {spec: result} layout
-        results = {spec: tasks_done[args.task] for spec, tasks_done in results.items()}
-    (out / f"{args.task}.json").write_text(json.dumps({"config": vars(config), "results": results}, indent=1))
-    settings = {"train": args.train, "test": args.test, "layer": args.layer, **vars(config)}
-    written = write_probe_report(out, f"cpc probe {args.task}", settings, report)
-    print(f"wrote {out / (args.task + '.json')} and the confusion PNGs in {out}; report: {written}")
+    results, report = run_probes(args.task, args.train, args.test, args.features, args.layer, config, args.out,
+                                 args.classes, args.target, args.phones, args.device,
+                                 say=lambda line: print(line, flush=True))
+    print(f"wrote {results} and the confusion PNGs in {results.parent}; report: {report}")
 
 
 def model_features(spec: str, layer: str, device: str):
@@ -206,28 +126,30 @@ def abx(args: argparse.Namespace) -> None:
     import math
 
     from cpc.errors import UserError
-    from cpc.eval import abx as lib
+    from cpc.eval.abx.items import read_items
+    from cpc.eval.abx.score import CONTEXT_MODES, SPEAKER_MODES, abx_errors
+    from cpc.eval.sources import ExtractedFeatures, feature_seconds, open_audio, open_features
 
     if len(args.inputs) != (1 if args.model else 2):
         raise UserError("give FEATURES ITEMS, or --model RUN --audio AUDIO ITEMS (see cpc abx --help)")
-    items = lib.read_items(args.inputs[-1])
+    items = read_items(args.inputs[-1])
     device = args.device
     if args.model:
         if not args.audio:
             raise UserError(f"--model {args.model} needs --audio: the shards or audio folder of the item file's files")
         compute = model_features(args.model, args.layer or "c", device)
-        audio = lib.open_audio(args.audio, compute.sample_rate, keys=set(items.files.tolist()))
-        features, frame_seconds = lib.ExtractedFeatures(compute, audio, audio.source), compute.frame_seconds
+        audio = open_audio(args.audio, compute.sample_rate, keys=set(items.files.tolist()))
+        features, frame_seconds = ExtractedFeatures(compute, audio, audio.source), compute.frame_seconds
     else:
-        features = lib.open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
-        frame_seconds = lib.feature_seconds(features)
+        features = open_features(args.inputs[0], keys=set(items.files.tolist()), layer=args.layer)
+        frame_seconds = feature_seconds(features)
     size = args.feature_size if args.feature_size is not None else frame_seconds or 0.01
-    scores = lib.abx_errors(features, items, size, args.distance, args.speaker_mode, args.context_mode,
-                            args.max_size_group, args.max_x_across, args.seed, device, progress=not args.quiet)
+    scores = abx_errors(features, items, size, args.distance, args.speaker_mode, args.context_mode,
+                        args.max_size_group, args.max_x_across, args.seed, device, progress=not args.quiet)
     print(f"ABX error % ({args.distance}, {1000 * size:g} ms frames, {len(items)} items of {items.source})")
-    print(f"{'':<16}" + "".join(f"{s + ' speaker':>17}" for s in lib.SPEAKER_MODES))
-    for context in lib.CONTEXT_MODES:
-        cells = [scores.get(f"{s}-{context}") for s in lib.SPEAKER_MODES]
+    print(f"{'':<16}" + "".join(f"{s + ' speaker':>17}" for s in SPEAKER_MODES))
+    for context in CONTEXT_MODES:
+        cells = [scores.get(f"{s}-{context}") for s in SPEAKER_MODES]
         if any(c is not None for c in cells):
             print(f"{context + ' context':<16}" + "".join(f"{'-' if c is None else f'{c:.2f}':>17}" for c in cells))
     if args.json:
@@ -236,10 +158,9 @@ def abx(args: argparse.Namespace) -> None:
 
 def units(args: argparse.Namespace) -> None:
     """k-means units of a model's frames: `fit` writes the centroids, `apply` one unit sequence per utterance."""
-    from cpc.data.shards import write_shards
     from cpc.eval import units as lib
     from cpc.devices import pick_device
-    from cpc.eval.abx import ExtractedFeatures, open_audio
+    from cpc.eval.sources import ExtractedFeatures, open_audio
     from cpc.progress import progress_bar
 
     device = args.device
@@ -262,19 +183,14 @@ def units(args: argparse.Namespace) -> None:
     centroids = fitted.centroids.to(pick_device(device))
     sequences = ((key, lib.assign(features[key], centroids).cpu())
                  for key in progress_bar(features, "units", len(features), unit="utt"))
-    if str(args.out).endswith(".txt"):
-        print(f"wrote {lib.write_unit_text(args.out, sequences)} unit sequences (k={fitted.k}) to {args.out}")
-    else:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
-        index = write_shards(lib.unit_samples(sequences, fitted), str(Path(args.out) / "shard-%06d.tar"),
-                             progress=False)
-        print(f"wrote {index['samples']} unit sequences (k={fitted.k}) in {len(index['shards'])} shard(s) to "
-              f"{args.out}")
+    count, shards = lib.write_unit_sequences(sequences, fitted, args.out)
+    where = f"to {args.out}" if shards is None else f"in {shards} shard(s) to {args.out}"
+    print(f"wrote {count} unit sequences (k={fitted.k}) {where}")
 
 
 def abx_items(args: argparse.Namespace) -> None:
     """Item file from frame labels (converted_aligned_phones.txt format) and speakers."""
-    from cpc.eval.abx import items_from_alignments
+    from cpc.eval.abx.items import items_from_alignments
 
     count, utterances, left = items_from_alignments(args.alignments, args.speakers, args.out, args.unit, args.phones,
                                                     args.silence or (0,))
@@ -373,6 +289,8 @@ def parser() -> argparse.ArgumentParser:
                    help="start over in a train.out that holds a run (deletes its checkpoints and logs)")
     p.set_defaults(run=pretrain)
 
+    from cpc.eval.feature_outputs import DTYPES, FORMATS
+    from cpc.eval.probe_runs import KINDS as PROBE_KINDS
     from cpc.eval.features import LONG_SECONDS  # the default chunk of long recordings
 
     p = commands.add_parser("extract", help="frame-level features (one vector per 10 ms) from a checkpoint")
@@ -383,10 +301,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", default="c", choices=MODEL_LAYERS,
                    help="z: encoder frames, c: context (g_ar) frames, both: the two concatenated, c_bidir: context "
                         "of both directions (bidirectional models; offline, not with --chunk-seconds)")
-    p.add_argument("--format", default="npy", choices=["npy", "shards", "kaldi"],
+    p.add_argument("--format", default="npy", choices=FORMATS,
                    help="npy: one file per utterance; shards: one tar column, same keys and order as the input; "
                         "kaldi: feats.ark + feats.scp (pip install 'cpc[kaldi]')")
-    p.add_argument("--dtype", default="float32", choices=["float16", "float32"], help="dtype of the stored arrays")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help="dtype of the stored arrays")
     p.add_argument("--batch", type=int, default=8, help="utterances per padded batch")
     p.add_argument("--chunk-seconds", type=float, default=LONG_SECONDS,
                    help="recordings longer than this are streamed in chunks this long, files read in blocks, so "
@@ -414,7 +332,7 @@ def parser() -> argparse.ArgumentParser:
     p.set_defaults(run=export)
 
     p = commands.add_parser("probe", help="linear phone, speaker or video-clip probes on frozen features")
-    p.add_argument("task", choices=["phones", "speakers", "clips"],
+    p.add_argument("task", choices=PROBE_KINDS,
                    help="clips: each clip target (e.g. digit) from pooled features, per-frame labels by frame")
     p.add_argument("--train", required=True, help="labelled training shards")
     p.add_argument("--test", required=True, help="held-out shards, scored once")

@@ -132,7 +132,8 @@ def _abx_set(tmp_path):
 
 def test_abx_items_and_abx_commands_agree_with_the_library(tmp_path, capsys):
     from cpc.data.labels import read_alignments
-    from cpc.eval.abx import ITEM_HEADER, abx_errors, read_items, write_items
+    from cpc.eval.abx.items import ITEM_HEADER, read_items, write_items
+    from cpc.eval.abx.score import abx_errors
 
     utterances, features = _abx_set(tmp_path)
     item = tmp_path / "phone.item"
@@ -179,7 +180,7 @@ def test_abx_items_triphones_and_speaker_prefixes(tmp_path, capsys):
 def test_abx_command_errors_are_one_line(tmp_path, capsys):
     import numpy as np
 
-    from cpc.eval.abx import read_items
+    from cpc.eval.abx.items import read_items
 
     utterances, features = _abx_set(tmp_path)
     item = tmp_path / "phone.item"
@@ -230,8 +231,9 @@ def test_units_fit_apply_round_trip_and_abx_on_units(tmp_path, capsys):
     import soundfile as sf
 
     import cpc
-    from cpc.eval.abx import abx_errors, load_feature_shards, read_unit_text
-    from cpc.eval.units import assign, load_units
+    from cpc.eval.abx.score import abx_errors
+    from cpc.eval.sources import load_feature_shards
+    from cpc.eval.units import assign, load_units, read_unit_text
 
     utterances, _ = _abx_set(tmp_path)  # four sentences, also as an audio folder (fit and apply read either)
     (tmp_path / "wavs").mkdir()

@@ -1,4 +1,4 @@
-"""ABX speed against the reference: cpc.eval.abx.abx_errors vs zrc_abx2 (PyPI zerospeech-libriabx2) on the same
+"""ABX speed against the reference: cpc.eval.abx.score.abx_errors vs zrc_abx2 (PyPI zerospeech-libriabx2) on the same
 .npy features (log-mel frames of the bundled synthetic sample) and the same item file, default settings (cosine,
 groups of 10, 5 X speakers, seed 3459, both speaker and context modes). Calls alternate (ours, reference, ours, ...)
 so that drift of the machine hits both alike; the best call of each is compared, and the scores are printed side by
@@ -20,7 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cpc.eval.abx import abx_errors, load_feature_folder, read_items, write_items
+from cpc.eval.abx.items import read_items, write_items
+from cpc.eval.abx.score import abx_errors
+from cpc.eval.sources import load_feature_folder
 
 SAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "synthetic_speech" / "sample"
 

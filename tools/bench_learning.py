@@ -81,7 +81,7 @@ class EvalSet:
     utterances: list
     probe_train: list
     probe_test: list
-    items: object  # cpc.eval.abx.ItemTable
+    items: object  # cpc.eval.abx.items.ItemTable
     classes: int
     sample_rate: int
 
@@ -104,7 +104,7 @@ def load_eval_set(folder: str | Path) -> EvalSet:
     """Read an eval split (labelled shards with index.json) and build its probe parts and ABX items."""
     from cpc.data.labelled import load_utterances
     from cpc.data.labels import FRAME_SECONDS
-    from cpc.eval.abx import read_items, write_items
+    from cpc.eval.abx.items import read_items, write_items
 
     folder = Path(folder)
     index = folder / "index.json"
@@ -134,7 +134,7 @@ def score(featurizer, evalset: EvalSet, what: str) -> dict:
     """Phone % and ABX % of one featurizer on the eval split (the protocol in the module docstring)."""
     from cpc.progress import progress_bar
 
-    from cpc.eval.abx import abx_errors
+    from cpc.eval.abx.score import abx_errors
     from cpc.eval.probes import ProbeConfig, frame_probe
 
     bar = progress_bar(evalset.utterances, desc=f"features {what}", unit="utt", file=sys.stderr, dynamic_ncols=True)

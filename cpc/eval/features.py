@@ -19,8 +19,8 @@ Each way takes `precision` ("fp32", or "bf16" autocast) and works unchanged with
 int8 (`cpc.models.int8.int8_model`): the fastest CPU extraction.
 
 A whole corpus goes through `extract_corpus`, which checks its settings before the first file and skips (and
-counts) what cannot be encoded; `read_files` reads audio files the same way, and `output_folder` keeps the
-results of two extractions from mixing in one folder.
+counts) what cannot be encoded; `read_files` reads audio files the same way (cpc.eval.feature_outputs writes the
+results).
 
 Long recordings in bounded memory: by default a recording longer than `LONG_SECONDS` is streamed in chunks that
 long (`StreamedFeatures`); read from a file, it is also read in blocks (`LongRecording`, after a first cheap pass
@@ -332,23 +332,6 @@ def features_array(features: torch.Tensor | StreamedFeatures, dtype=np.float32) 
 def whole(wav: np.ndarray | torch.Tensor | LongRecording) -> np.ndarray | torch.Tensor:
     """A waveform in memory: a LongRecording read whole (what encoding whole files needs)."""
     return np.concatenate(list(wav.blocks(1 << 20))) if isinstance(wav, LongRecording) else wav
-
-
-EARLIER_OUTPUTS = ("*.npy", "shard-*.tar", "index.json", "feats.ark", "feats.scp")  # what an extraction writes
-
-
-def output_folder(out: str | Path, overwrite: bool = False) -> list[Path]:
-    """Checks `out` before any work: a folder that already holds files is refused (ExtractError), so results of
-    two extractions never mix, unless `overwrite`; then returns the files an earlier extraction wrote there
-    (EARLIER_OUTPUTS), for the caller to delete once the new one is ready to write. Other files are kept."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ExtractError(f"output {out} is a file, not a folder: name a folder for the features")
-    held = sorted(out.iterdir()) if out.is_dir() else []
-    if held and not overwrite:
-        raise ExtractError(f"output folder {out} already holds {len(held)} file(s) (e.g. {held[0].name}): name an "
-                           "empty or new folder, or pass --overwrite to replace an earlier extraction there")
-    return sorted({path for pattern in EARLIER_OUTPUTS for path in out.glob(pattern)}) if held else []
 
 
 def streamable(model: CPCModel, layer: str = "c") -> bool:

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -224,8 +224,8 @@ def load_units(path: str | os.PathLike) -> Units:
 
 
 def write_unit_text(path: str | os.PathLike, sequences: Iterable[tuple[str, torch.Tensor]]) -> int:
-    """`<key> id id ...` per utterance (the alignments' format, read by cpc.eval.abx.read_unit_text); returns the
-    number of lines."""
+    """`<key> id id ...` per utterance (the alignments' format, read back by `read_unit_text`); returns the number
+    of lines."""
     count = 0
     with open(path, "w") as out:
         for key, ids in sequences:
@@ -234,18 +234,38 @@ def write_unit_text(path: str | os.PathLike, sequences: Iterable[tuple[str, torc
     return count
 
 
-def unit_samples(sequences: Iterable[tuple[str, torch.Tensor]], units: Units) -> Iterator[dict]:
-    """Shard samples (`units.npy` int16/int32 ids and `json`) for `cpc.data.shards.write_shards`."""
-    import json
+def read_unit_text(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Unit sequences written by `write_unit_text` (`cpc units apply OUT.txt`) -> key -> (frames,) int64 ids."""
+    sequences = {}
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise UnitsError(f"unit file {path}: {error.strerror or error}") from None
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        try:
+            sequences[parts[0]] = np.asarray([int(v) for v in parts[1:]], dtype=np.int64)
+        except ValueError:
+            raise UnitsError(f"{path} line {number}: unit ids must be integers (`<file> id id ...`)") from None
+    if not sequences:
+        raise UnitsError(f"unit file {path} holds no sequence (`<file> id id ...` per line)")
+    return sequences
 
-    from cpc.data.shards import npy_bytes
 
+def write_unit_sequences(sequences: Iterable[tuple[str, torch.Tensor]], units: Units, out: str | os.PathLike
+                         ) -> tuple[int, int | None]:
+    """Unit sequences to `out`: OUT.txt lines (`write_unit_text`), else a folder of feature shards with a
+    `units.npy` column (int16/int32 ids; json: k, the clustered layer, frame_rate) -> (sequences, shards or None)."""
+    from cpc.eval.feature_shards import write_feature_shards
+
+    if str(out).endswith(".txt"):
+        return write_unit_text(out, sequences), None
     dtype = np.int16 if units.k <= np.iinfo(np.int16).max else np.int32
-    for key, ids in sequences:
-        array = torch.as_tensor(ids).cpu().numpy().astype(dtype)
-        meta = {"frames": len(array), "layer": "units", "k": units.k, "features": units.layer,
-                "frame_rate": 1 / units.frame_seconds, "seconds": len(array) * units.frame_seconds}
-        yield {"__key__": key, "units.npy": npy_bytes(array), "json": json.dumps(meta).encode()}
+    arrays = ((key, torch.as_tensor(ids).cpu().numpy().astype(dtype)) for key, ids in sequences)
+    index = write_feature_shards(arrays, out, "units", 1 / units.frame_seconds, k=units.k, features=units.layer)
+    return index["samples"], len(index["shards"])
 
 
 def model_name(spec: str) -> str:

@@ -20,10 +20,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from cpc.data.labelled import load_utterances  # noqa: E402
-from cpc.eval.abx import ExtractedFeatures, abx_errors, items_from_alignments  # noqa: E402
+from cpc.eval.abx.items import items_from_alignments  # noqa: E402
+from cpc.eval.abx.score import abx_errors  # noqa: E402
 from cpc.eval.featurize import featurizer  # noqa: E402
 from cpc.eval.plots import plot_confusion  # noqa: E402
 from cpc.eval.probes import ProbeConfig, class_probe, frame_probe  # noqa: E402
+from cpc.eval.sources import ExtractedFeatures  # noqa: E402
 from cpc.recipe import load_config, pretrain  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"

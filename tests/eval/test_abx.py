@@ -1,6 +1,6 @@
-"""cpc.eval.abx: the reference's own unit-test vectors, DTW against a plain loop, frame selection, item files,
-feature sources, subsampling, unit features, clear errors, and agreement with `zrc_abx2` (skipped only where the
-zerospeech-libriabx2 package is not installed)."""
+"""cpc.eval.abx (items, frames, dtw, cells, score) with cpc.eval.sources: the reference's own unit-test vectors,
+DTW against a plain loop, frame selection, item files, feature sources, subsampling, unit features, clear errors,
+and agreement with `zrc_abx2` (skipped only where the zerospeech-libriabx2 package is not installed)."""
 
 import contextlib
 import io
@@ -13,9 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from cpc.eval import abx
-from cpc.eval.abx import (abx_errors, dtw, frame_distances, item_frames, load_feature_folder, load_feature_shards,
-                          normalize_with_singularity, read_items, write_items)
+from cpc.eval.abx.cells import draw_items, group_items
+from cpc.eval.abx.dtw import Workspace, dtw, frame_distances
+from cpc.eval.abx.frames import item_frames, load_frames, normalize_with_singularity
+from cpc.eval.abx.items import ITEM_HEADER, ItemTable, read_items, write_items
+from cpc.eval.abx.score import abx_errors, cell_errors
+from cpc.eval.sources import load_feature_folder, load_feature_shards
 
 SAMPLE = Path(__file__).resolve().parents[2] / "datasets" / "synthetic_speech" / "sample"
 KEYS = ["within-within", "across-within", "within-any", "across-any"]
@@ -165,7 +168,7 @@ def test_theta_reference_vectors():
                 d = frame_distances(a[i : i + 1, : sizes[i]], a[j : j + 1, : sizes[j]], "euclidean")
                 d_aa[0, i, j] = dtw(d)[0]
         d_ab[0, i, 0] = dtw(frame_distances(a[i : i + 1, : sizes[i]], b, "euclidean"))[0]
-    error = abx._cell_errors(d_aa, d_ab, torch.tensor([3.0 * 2 * 1], dtype=torch.float64))
+    error = cell_errors(d_aa, d_ab, torch.tensor([3.0 * 2 * 1], dtype=torch.float64))
     assert error.item() == pytest.approx(0.5)  # the reference's theta = 0.5
 
 
@@ -205,7 +208,7 @@ def test_frame_selection_reference_loader(tmp_path):
     path.write_text(DUMMY_ITEMS)
     items = read_items(path)
     ids = {name: np.arange(frames) for name, frames in DUMMY_FRAMES.items()}  # unit ids keep frame numbers
-    frames = abx._load_frames(items, ids, feature_size=0.1, progress=False)
+    frames = load_frames(items, ids, feature_size=0.1, progress=False)
     assert len(frames.keep) == 9 and int(frames.length.sum()) == 16
     first = frames.data[frames.start[0] : frames.start[0] + frames.length[0]].tolist()
     assert first == [3]  # item 0: 2107 0.3225-0.5225 -> frame 3
@@ -244,7 +247,7 @@ def test_empty_and_out_of_range_items_are_dropped(small_set, tmp_path):
 
 def test_dtw_matches_loop_and_reference_cython():
     rng = np.random.default_rng(0)
-    workspace = abx.Workspace()
+    workspace = Workspace()
     for pairs, N, M, ties in ((40, 9, 7, True), (30, 5, 12, False), (25, 1, 6, True), (20, 6, 1, False)):
         d = rng.random((pairs, N, M)).astype(np.float32)
         if ties:
@@ -270,7 +273,7 @@ def test_within_group_dtw_takes_the_earlier_item_down(tmp_path):
     units = {"f": np.array([0, 1, 2, 0, 2, 0, 0, 2, 1, 0])}
     spans = [("a", 0, 4), ("a", 4, 8), ("b", 8, 10)]
     path = tmp_path / "orientation.item"
-    path.write_text(abx.ITEM_HEADER + "\n" + "".join(
+    path.write_text(ITEM_HEADER + "\n" + "".join(
         f"f {s / 100:.4f} {(e + 0.6) / 100:.4f} {p} x y spk\n" for p, s, e in spans))
     options = dict(speaker_mode="within", context_mode="within", progress=False)
     assert abx_errors(units, path, **options) == {"within-within": 50.0}
@@ -299,7 +302,7 @@ def test_other_frame_distances_follow_their_definitions():
 
 def _one_file_items():
     """Six alternating a/b items of 5 frames in one file, one speaker, one context."""
-    return abx.ItemTable(np.array(["f"] * 6, dtype=object), np.array([0, .05, .1, .15, .2, .25]),
+    return ItemTable(np.array(["f"] * 6, dtype=object), np.array([0, .05, .1, .15, .2, .25]),
                          np.array([.05, .1, .15, .2, .25, .3]), np.array([0, 1, 0, 1, 0, 1]), np.zeros(6, int),
                          np.zeros(6, int), ["a", "b"], ["x+y"], ["s"])
 
@@ -311,7 +314,7 @@ def test_write_items_phone_and_triphone(tmp_path):
     names = ["sil", "aa", "b", "k"]
     assert write_items(labels, speakers, tmp_path / "p.item", phones=names) == 5
     lines = (tmp_path / "p.item").read_text().splitlines()
-    assert lines[0] == abx.ITEM_HEADER
+    assert lines[0] == ITEM_HEADER
     assert lines[1:] == ["u1 0.0200 0.0500 aa sil b s1", "u1 0.0500 0.0700 b aa sil s1",
                          "u1 0.0800 0.1000 k sil sil s1", "u2 0.0000 0.0200 b sil aa s2",
                          "u2 0.0200 0.0300 aa b sil s2"]
@@ -360,9 +363,9 @@ def test_agreement_with_reference_subsampled(phones, tmp_path):
     speakers = sorted({u.speaker for u in train})[:2]
     utterances = [u for u in train if u.speaker in speakers]  # 8 each: (speaker, phone) groups exceed 10
     features, path = logmel(utterances), item_file(utterances, tmp_path / "train.item", phones)
-    frames = abx._load_frames(read_items(path), features, 0.01, False)
+    frames = load_frames(read_items(path), features, 0.01, False)
     table = read_items(path)
-    g = abx._groups(np.zeros(len(frames.keep), int), table.speaker[frames.keep], table.phone[frames.keep])
+    g = group_items(np.zeros(len(frames.keep), int), table.speaker[frames.keep], table.phone[frames.keep])
     assert (g.size > 10).sum() >= 10  # subsampling really happens
     ours = abx_errors(features, path, context_mode="any", progress=False)
     reference = reference_scores(features, path, tmp_path, max_size_group=10, max_x_across=5,
@@ -385,17 +388,17 @@ def test_subsampling_is_deterministic_and_seeded(small_set):
 
 def test_groups_are_subsampled_uniformly():
     phone = np.array([0] * 25 + [1] * 4)
-    g = abx._groups(np.zeros(29, int), np.zeros(29, int), phone)
+    g = group_items(np.zeros(29, int), np.zeros(29, int), phone)
     assert g.size.tolist() == [25, 4]
     cells = np.array([0] * 4000 + [1] * 3)
-    drawn = abx._draw(g, cells, 10, np.random.default_rng(0))
+    drawn = draw_items(g, cells, 10, np.random.default_rng(0))
     big, small = drawn[:4000], drawn[4000:]
     assert drawn.shape == (4003, 10) and (small[:, 4:] == -1).all() and (small[:, :4] == [25, 26, 27, 28]).all()
     assert all(len(set(row)) == 10 and set(row) <= set(range(25)) for row in big[:50].tolist())
     counts = np.bincount(big.ravel(), minlength=25)
     assert counts.min() > 0.85 * 1600 and counts.max() < 1.15 * 1600  # each item in 10/25 of the draws
     assert len({tuple(row) for row in big.tolist()}) > 3900
-    assert np.array_equal(abx._draw(g, cells, 10, np.random.default_rng(0)), drawn)
+    assert np.array_equal(draw_items(g, cells, 10, np.random.default_rng(0)), drawn)
 
 
 def test_feature_folder_and_shards(small_set, tmp_path):
@@ -435,10 +438,10 @@ def test_clear_errors(small_set, tmp_path):
     with pytest.raises(KeyError, match="4 of the 6 files"):
         abx_errors(lambda name: partial[name], path, progress=False)
     bad = tmp_path / "bad.item"
-    bad.write_text(abx.ITEM_HEADER + "\nf 0.1 0.2 aa sil b s\nf 0.1 aa sil b s\n")
+    bad.write_text(ITEM_HEADER + "\nf 0.1 0.2 aa sil b s\nf 0.1 aa sil b s\n")
     with pytest.raises(ValueError, match=r"bad.item line 3: expected 7 columns"):
         read_items(bad)
-    bad.write_text(abx.ITEM_HEADER + "\nf 0.1 x aa sil b s\n")
+    bad.write_text(ITEM_HEADER + "\nf 0.1 x aa sil b s\n")
     with pytest.raises(ValueError, match=r"line 2: offset 'x' is not a number"):
         read_items(bad)
     bad.write_text("f 0.1 0.2 aa sil b s\n")
