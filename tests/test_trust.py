@@ -373,9 +373,10 @@ def test_every_option_of_every_command_has_a_help_line_and_shows_its_default():
 
 def test_a_folder_holding_a_run_is_refused_and_a_changed_resume_too(cli, run):
     before = checksums(run)
-    results = cli.run_all({"rerun": ["pretrain", RECIPE, *TRAIN, "--set", f"train.out={run}"],
-                           "lr": ["pretrain", RECIPE, *TRAIN, "--set", f"train.out={run}", "--resume",
-                                  "--set", "optim.lr=0.5"]})
+    # One after the other: side by side, one would find the other's run.lock ("in use by a live run") now and then.
+    results = {"rerun": cli.run("pretrain", RECIPE, *TRAIN, "--set", f"train.out={run}"),
+               "lr": cli.run("pretrain", RECIPE, *TRAIN, "--set", f"train.out={run}", "--resume",
+                             "--set", "optim.lr=0.5")}
     one_line(results["rerun"], "pretrain", f"run folder {run} already holds a run (2 checkpoint(s)): continue it "
                                            "with --resume, or start over there with --overwrite (deletes its "
                                            "checkpoints and logs), or choose another train.out")
