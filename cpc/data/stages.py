@@ -453,6 +453,9 @@ def loader(stream: Stream, num_workers: int = 0, pin_memory: bool = False, prefe
     )
 
 
+JOIN_SECONDS = 30.0  # a reader finishes the batch it is making before it sees the stop; longer means it hangs
+
+
 class ThreadedBatches:
     """A Stream read by `workers` threads, each making the batches DataLoader worker process w would make (every
     workers-th batch), handed over in the same order: the same batches as with worker processes, so exact resume
@@ -484,6 +487,10 @@ class ThreadedBatches:
                     yield pinned(item) if self.pin_memory else item
         finally:
             stop.set()
+            # Ended, not just told to end: a thread still mid-read could hold a lock (malloc's, a file's) that a
+            # process forked next (DataLoader workers) would inherit held and wait on forever.
+            for thread in threads:
+                thread.join(timeout=JOIN_SECONDS)
 
     def read(self, worker: int, out: queue.Queue, stop: threading.Event) -> None:
         _thread_slot.value = (worker, self.workers)

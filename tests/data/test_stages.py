@@ -79,6 +79,18 @@ def test_reader_threads_give_the_batches_worker_processes_give_in_their_order():
     assert sorted(k for b in threads for k in b) == sorted(k for b in in_process for k in b)  # every window once
 
 
+def test_a_closed_reader_threads_iterator_leaves_no_reader_thread_behind():
+    """A thread still reading when the next DataLoader forks its workers hung that fork now and then (futex)."""
+    import threading
+
+    from cpc.data.stages import loader
+
+    batches = iter(loader(sample_stream(True), num_workers=2, kind="threads"))
+    next(batches)
+    batches.close()
+    assert [t.name for t in threading.enumerate() if t.name.startswith("cpc-reader-")] == []
+
+
 def test_a_reader_threads_error_reaches_the_training_loop():
     import pytest
 
