@@ -267,6 +267,32 @@ class NoBatches(UserError):
     """A training stream that reads sample after sample and never completes a batch."""
 
 
+class BatchWatch:
+    """The 'no batch yet' watchdog of one pipeline: counts the samples read since the pipeline last completed a
+    batch and raises NoBatches past `patience`. One per pipeline, never on the Stream: reader threads iterate the
+    same Stream object, and a shared count would be grown by one thread's samples and reset by another's batches."""
+
+    def __init__(self, stream: Stream, skips: SkipCounter):
+        self.stream, self.skips, self.fruitless = stream, skips, 0
+
+    def samples(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """`samples`, raising NoBatches once `patience` of them in a row went by without a batch."""
+        stream = self.stream
+        for sample in samples:
+            self.fruitless += 1
+            if self.fruitless > stream.patience:
+                urls = stream.urls
+                shown = ", ".join(urls[:3]) + (f" and {len(urls) - 3} more" if len(urls) > 3 else "")
+                unit = "samples" if stream.field == "wav" else stream.field
+                window = f"windows of {stream.window} {unit}" if stream.window else "batches"
+                raise NoBatches(f"{self.fruitless - 1} samples read from {shown} without one batch of "
+                                f"{stream.batch_size} {window}; skipped: {self.skips.report()}")
+            yield sample
+
+    def batch_made(self) -> None:
+        self.fruitless = 0
+
+
 class Stream(torch.utils.data.IterableDataset):
     """shards -> split -> [mix open shards] -> shuffle compressed samples -> decode -> [windows] -> shuffle or
     group -> batch.
@@ -315,7 +341,6 @@ class Stream(torch.utils.data.IterableDataset):
         # A training stream that reads this many samples without completing a batch stops with an error instead
         # of spinning forever (every utterance shorter than a window, every sample corrupt).
         self.patience = 4 * (shuffle_samples + shuffle_items + 256 * batch_size) + 1000
-        self.silence_checked = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.train:
@@ -323,11 +348,14 @@ class Stream(torch.utils.data.IterableDataset):
             return
         _, _, worker, workers = stream_position()
         index = self.start + worker  # the global batch index of this worker's next batch
+        # State of this iteration lives here, not on the Stream, which reader threads share.
+        check_silence = True  # once per reader: not at every segment
         while True:
             segment_start = index - index % self.segment if self.segment else 0
             slot = (index - segment_start) % workers
             done = (index - segment_start - slot) // workers  # batches of this slot made before `index`
-            pipeline = self.batches(pipeline_rng(self.seed, segment_start, slot))
+            pipeline = self.batches(pipeline_rng(self.seed, segment_start, slot), check_silence)
+            check_silence = False
             for number, batch in enumerate(pipeline):
                 if number < done:
                     continue  # fast-forward to a mid-segment start: remake and drop
@@ -336,20 +364,22 @@ class Stream(torch.utils.data.IterableDataset):
                 if self.segment and index >= segment_start + self.segment:
                     break
 
-    def batches(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def batches(self, rng: random.Random, check_silence: bool = False) -> Iterator[dict[str, Any]]:
+        """One pipeline's batches, its random draws from `rng`; `check_silence`: warn if the first training
+        windows are mostly digital silence."""
         skips = SkipCounter()
+        watch = BatchWatch(self, skips)  # this pipeline's own: see BatchWatch
         train = self.train
         urls = weighted_shard_urls(self.urls, self.weights, rng) if train and self.weights else shard_urls(
             self.urls, train, rng)
         samples = interleaved_samples(urls, self.open_shards, rng, skips) if train else raw_samples(urls, skips)
         if train:
-            samples = self.watched(shuffled(samples, rng, self.shuffle_samples), skips)
+            samples = watch.samples(shuffled(samples, rng, self.shuffle_samples))
         items = (item for item in (self.decoded(s, skips) for s in samples) if item is not None)
         if self.window is not None:
             items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
                                 self.label_step)
-            if train and not self.silence_checked:  # once per stream (a worker's copy): not at every segment
-                self.silence_checked = True
+            if train and check_silence:
                 items = silence_watch(items, self.field)
         if train and self.transform is not None:
             items = self.transform(items, rng)
@@ -366,7 +396,7 @@ class Stream(torch.utils.data.IterableDataset):
         # still ride along: batch["skipped"] = {reason: (count, first keys)}.
         held = None
         for members in batches:
-            self.fruitless = 0
+            watch.batch_made()
             batch = collate(members, self.field, self.target_field)
             if held is not None:
                 held["skipped"] = skips.drain()
@@ -382,19 +412,6 @@ class Stream(torch.utils.data.IterableDataset):
         if item is not None:
             item["source"] = self.sources.get(sample.get("__url__", ""), "") if self.sources else ""
         return item
-
-    def watched(self, samples: Iterable[dict[str, Any]], skips: SkipCounter) -> Iterator[dict[str, Any]]:
-        """`samples`, raising NoBatches once `patience` of them in a row went by without a batch."""
-        self.fruitless = 0
-        for sample in samples:
-            self.fruitless += 1
-            if self.fruitless > self.patience:
-                shown = ", ".join(self.urls[:3]) + (f" and {len(self.urls) - 3} more" if len(self.urls) > 3 else "")
-                unit = "samples" if self.field == "wav" else self.field
-                window = f"windows of {self.window} {unit}" if self.window else "batches"
-                raise NoBatches(f"{self.fruitless - 1} samples read from {shown} without one batch of "
-                                f"{self.batch_size} {window}; skipped: {skips.report()}")
-            yield sample
 
 
 WORKER_KINDS = ("processes", "threads")
