@@ -197,3 +197,11 @@ def test_a_truncated_checkpoint_is_called_truncated_and_a_foreign_file_not_a_che
     wav.write_bytes(b"RIFF" + bytes(100))
     with pytest.raises(checkpoint.CheckpointError, match=r"audio.pt is not a readable checkpoint \(not a file torch"):
         checkpoint.read(wav)
+
+
+def test_the_data_position_reads_from_this_layout_and_the_older_ones():
+    """`data_position` as written; `data_segment` of a checkpoint from before that key; neither: the fallbacks."""
+    assert checkpoint.data_position({"data_position": {"batch": 8, "segment": 4}}, batch=0, segment=2) == {
+        "batch": 8, "segment": 4}
+    assert checkpoint.data_position({"step": 4, "data_segment": 6}, batch=8, segment=2) == {"batch": 8, "segment": 6}
+    assert checkpoint.data_position({"step": 4}, batch=8, segment=2) == {"batch": 8, "segment": 2}

@@ -49,15 +49,35 @@ class StreamConfig:
     mix: list[str] = field(default_factory=list)
 
     def stream_args(self, train: bool, start: int, segment: int) -> dict[str, Any]:
-        """The Stream arguments these settings fix."""
+        """The Stream arguments these settings fix; a training stream starts at StreamPosition(start, segment)."""
         mixed = train and bool(self.mix)
         urls, weights = mixture_shards(parse_mix(self.mix)) if mixed else (resolve_shards(self.shards), None)
         return dict(urls=urls, weights=weights, sources=shard_sources(parse_mix(self.mix)) if mixed else None,
                     batch_size=self.batch_size, train=train, open_shards=self.open_shards, seed=self.seed,
-                    start=start, segment=segment)
+                    position=StreamPosition(start, segment))
 
 
-def stream_position() -> tuple[int, int, int, int]:
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a training stream stands: `batch`, the global index of its next batch, and `segment`, the batches
+    per randomness segment (0: one endless segment). A stream started at a position makes exactly the batches
+    the uninterrupted stream made there; a checkpoint records the position its run resumes from."""
+
+    batch: int = 0
+    segment: int = 0
+
+    def advanced(self, batches: int) -> StreamPosition:
+        return StreamPosition(self.batch + batches, self.segment)
+
+    def pipeline(self, workers: int) -> tuple[int, int, int]:
+        """(segment start, slot, batches of that slot made before this one) of the pipeline that makes batch
+        `batch`, when `workers` readers each make every workers-th batch of a segment."""
+        segment_start = self.batch - self.batch % self.segment if self.segment else 0
+        slot = (self.batch - segment_start) % workers
+        return segment_start, slot, (self.batch - segment_start - slot) // workers
+
+
+def reader_place() -> tuple[int, int, int, int]:
     """(rank, world_size, worker, num_workers) of the calling process: torch.distributed when initialised,
     else the RANK / WORLD_SIZE variables torchrun sets, else a single process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -73,7 +93,7 @@ _thread_slot = threading.local()  # (worker, workers) of a ThreadedBatches reade
 
 
 def pipeline_rng(seed: int, segment_start: int, slot: int) -> random.Random:
-    rank, _, _, workers = stream_position()
+    rank, _, _, workers = reader_place()
     return random.Random(f"{seed}/{rank}/{segment_start}/{slot}/{workers}")  # str seeds hash alike in every process
 
 
@@ -128,7 +148,7 @@ class SkipCounter:
 def shard_urls(urls: list[str], train: bool, rng: random.Random) -> Iterator[str]:
     """Training: an endless random draw of shards (every rank and worker streams forever, so step counts match
     on every rank whatever the shard sizes). Evaluation: each shard exactly once across ranks and workers."""
-    rank, world, worker, workers = stream_position()
+    rank, world, worker, workers = reader_place()
     if train:
         while True:
             yield rng.choice(urls)
@@ -299,7 +319,7 @@ class Stream(torch.utils.data.IterableDataset):
 
     `decode(raw_sample, skips) -> item | None` turns one sample's bytes into {"key", field, "speaker", ...};
     `target_field` names the windows' second version, when a `transform` (augmentation) adds one.
-    Training streams are endless and start at batch index `start`; evaluation streams read every sample once."""
+    Training streams are endless and start at `position`; evaluation streams read every sample once."""
 
     def __init__(
         self,
@@ -316,8 +336,7 @@ class Stream(torch.utils.data.IterableDataset):
         shuffle_items: int = 1000,
         open_shards: int = 1,
         seed: int = 0,
-        start: int = 0,
-        segment: int = 0,
+        position: StreamPosition = StreamPosition(),
         weights: list[float] | None = None,
         sources: dict[str, str] | None = None,
         transform: Callable[[Iterator[dict[str, Any]], random.Random], Iterator[dict[str, Any]]] | None = None,
@@ -332,7 +351,7 @@ class Stream(torch.utils.data.IterableDataset):
         self.batch_size, self.train, self.window, self.group = batch_size, train, window, group
         self.quantum, self.label_step = quantum, label_step
         self.shuffle_samples, self.shuffle_items, self.open_shards = shuffle_samples, shuffle_items, open_shards
-        self.seed, self.start, self.segment = seed, start, segment
+        self.seed, self.position = seed, position
         # Training only: shard draw probabilities (a weighted mixture of corpora, cpc.data.mixing), and a stage on
         # the windows (augmentation) drawing from the pipeline's rng, so a resumed stream repeats it exactly.
         self.weights, self.transform = weights, transform
@@ -346,22 +365,20 @@ class Stream(torch.utils.data.IterableDataset):
         if not self.train:
             yield from self.batches(random.Random(self.seed))
             return
-        _, _, worker, workers = stream_position()
-        index = self.start + worker  # the global batch index of this worker's next batch
+        _, _, worker, workers = reader_place()
         # State of this iteration lives here, not on the Stream, which reader threads share.
+        here = self.position.advanced(worker)  # this reader's next batch
         check_silence = True  # once per reader: not at every segment
         while True:
-            segment_start = index - index % self.segment if self.segment else 0
-            slot = (index - segment_start) % workers
-            done = (index - segment_start - slot) // workers  # batches of this slot made before `index`
+            segment_start, slot, done = here.pipeline(workers)
             pipeline = self.batches(pipeline_rng(self.seed, segment_start, slot), check_silence)
             check_silence = False
             for number, batch in enumerate(pipeline):
                 if number < done:
                     continue  # fast-forward to a mid-segment start: remake and drop
                 yield batch
-                index += workers
-                if self.segment and index >= segment_start + self.segment:
+                here = here.advanced(workers)
+                if here.segment and here.batch >= segment_start + here.segment:
                     break
 
     def batches(self, rng: random.Random, check_silence: bool = False) -> Iterator[dict[str, Any]]:
