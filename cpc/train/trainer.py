@@ -8,17 +8,17 @@ and random draws the uninterrupted run saw.
 
 No host-device sync per step: a step with non-finite gradients is skipped on the device (the fused optimisers
 take a `found_inf` flag), and the counts are read every `log_every` steps.
+
+What the loop carries from step to step is in cpc.train.loop; how a signal stops it, in cpc.train.stopping.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
-import signal
 import time
 import warnings
-from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass, field, replace
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -27,12 +27,14 @@ import torch
 from cpc import checkpoint
 from cpc.config import differences
 from cpc.data.stages import SkipCounter, StreamPosition
-from cpc.errors import REQUEUE_EXIT_STATUS, Interrupted, Preempted, UserError
+from cpc.errors import UserError
 from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
+from cpc.train.loop import LoopState, SkippedSteps, TrainReport
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
 from cpc.train.runlock import RunLock
 from cpc.train.runlog import RunLog
+from cpc.train.stopping import StopRequest, stop_signals, stopped_at
 from cpc.train.validation import validate
 from cpc.version import __version__
 
@@ -85,136 +87,6 @@ def set_backends(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.benchmark = config.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = config.tf32
         torch.backends.cudnn.allow_tf32 = config.tf32
-
-
-STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGUSR1")
-REQUEUE_SIGNALS = ("SIGTERM", "SIGUSR1")  # a scheduler ending or preempting the job, or SLURM's --signal warning
-
-
-@contextmanager
-def stop_signals():
-    """SIGINT (Ctrl-C), SIGTERM and SIGUSR1 append their name to the list this yields instead of ending the process
-    mid-step; the loop stops at a step boundary (a second Ctrl-C stops at once). Installed before the data loader
-    starts, so its forked workers inherit the handlers and outlive a signal sent to the whole process group."""
-    received: list[str] = []
-
-    def handler(signum, frame):
-        name = signal.Signals(signum).name
-        if name == "SIGINT" and name in received:
-            raise KeyboardInterrupt
-        received.append(name)
-
-    previous = {}
-    try:
-        for name in STOP_SIGNALS:
-            previous[name] = signal.signal(getattr(signal, name), handler)
-    except ValueError:  # not the main thread: leave signals alone
-        pass
-    try:
-        yield received
-    finally:
-        for name, old in previous.items():
-            signal.signal(getattr(signal, name), old)
-
-
-@dataclass(frozen=True)
-class StopRequest:
-    """A stop asked for by a signal: Ctrl-C (interrupted) or a scheduler's SIGTERM / SIGUSR1 (preempted)."""
-
-    interrupted: bool = False
-    preempted: bool = False
-
-    @classmethod
-    def of(cls, received: list[str]) -> StopRequest:
-        return cls("SIGINT" in received, any(name in REQUEUE_SIGNALS for name in received))
-
-    def flags(self) -> tuple[bool, bool]:
-        return self.interrupted, self.preempted
-
-    def __bool__(self) -> bool:
-        return self.interrupted or self.preempted
-
-
-def stopped_at(step: int, path: Path | None, requeue: bool, received: list[str]) -> Interrupted:
-    """The exception that ends a run stopped by a signal, naming the checkpoint of `step`."""
-    if not requeue:
-        return Interrupted(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
-    name = next((s for s in received if s in REQUEUE_SIGNALS), "SIGTERM or SIGUSR1 to another process")
-    return Preempted(f"stopped by {name} at step {step}; checkpoint {path}; continue with --resume (exit status "
-                     f"{REQUEUE_EXIT_STATUS}: requeue)")
-
-
-@dataclass
-class SkippedSteps:
-    """Steps skipped for non-finite gradients, counted on the device (no host sync per step): since the last log,
-    in a row now, and the longest run in a row since the last log (0-dim float tensors)."""
-
-    since_log: torch.Tensor
-    in_a_row: torch.Tensor
-    longest: torch.Tensor
-
-    @classmethod
-    def on(cls, device: torch.device) -> SkippedSteps:
-        return cls(*(torch.zeros((), device=device) for _ in range(3)))
-
-    def add(self, found_inf: torch.Tensor) -> None:
-        """Count one optimiser step; `found_inf` (1. or 0.) says whether it was skipped."""
-        self.since_log += found_inf
-        self.in_a_row = (self.in_a_row + found_inf) * found_inf
-        self.longest = torch.maximum(self.longest, self.in_a_row)
-
-    def logged(self) -> None:
-        self.since_log.zero_()
-        self.longest.copy_(self.in_a_row)
-
-
-@dataclass
-class LoopState:
-    """What the training loop carries from step to step, besides the networks and the optimiser: the step, the
-    training stream's position (what a checkpoint records to resume from), the skipped steps and the amount of
-    data since the last log, and the last logged values."""
-
-    step: int
-    position: StreamPosition
-    skipped: SkippedSteps
-    amount: float = 0.0  # of `unit` (the method's: samples, frames, ...) since the last log
-    unit: str = "samples"
-    since: float = field(default_factory=time.perf_counter)  # when the last log was written
-    logs: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def rate_name(self) -> str:
-        return f"{self.unit}/s"
-
-    def count(self, amount: float, unit: str) -> None:
-        """Add a micro-batch's amount of data to the throughput."""
-        self.amount, self.unit = self.amount + amount, unit
-
-    def stepped(self, found_inf: torch.Tensor, batches: int) -> None:
-        """One optimiser step taken (skipped if `found_inf`), after reading `batches` batches of the stream."""
-        self.step += 1
-        self.position = self.position.advanced(batches)
-        self.skipped.add(found_inf)
-
-    def rate(self) -> float:
-        """This rank's amount of data per second since the last log."""
-        return self.amount / (time.perf_counter() - self.since)
-
-    def logged(self, values: dict[str, float]) -> None:
-        """The counts since the last log start again; `values` become the last logs."""
-        self.logs, self.amount, self.since = values, 0.0, time.perf_counter()
-        self.skipped.logged()
-
-
-@dataclass
-class TrainReport:
-    """A logging step's values gathered over ranks: the logs, the skipped steps since the last log (and the longest
-    run of them in a row), and the stop request of any rank."""
-
-    values: dict[str, float]
-    skipped: int
-    longest: int
-    stop: StopRequest
 
 
 class Trainer:
