@@ -3,9 +3,12 @@ and self-describing, so `load()` rebuilds the trained model from the file alone.
 
 A checkpoint is a dict of tensors and plain containers only:
     {"model": method state dict, "model_config": {"class", "config", "prefix"}, "optimiser", "scheduler",
-     "scaler", "step", "epoch", "data_start", "rng": [per-rank states], "config": run config, "version"}
+     "scaler", "step", "epoch", "data_position": {"batch", "segment"}, "rng": [per-rank states], "config": run
+     config, "version"}
 `model_config` names the inference model (CPCModel, or an image method's backbone), its dataclass config and the
 prefix of its weights inside "model"; it is all `load()` needs, with no training config and no side effects.
+`data_position` is where the training stream resumes (cpc.data.stages.StreamPosition): the index of the next
+batch and the batches per randomness segment; `data_position()` reads it, also from older checkpoints.
 """
 
 from __future__ import annotations
@@ -32,11 +35,21 @@ from cpc.models.cpc import CPCModel, CPCModelConfig
 from cpc.models.encoders import ImageEncoder, ImageEncoderConfig
 
 PATTERN = re.compile(r"step-(\d+)\.pt$")
+DATA_POSITION = "data_position"
+LEGACY_DATA_SEGMENT = "data_segment"  # before data_position: the segment alone (the next batch: step x accumulate)
 # The classes a checkpoint can name as its model: name -> (config class, module class).
 MODELS: dict[str, tuple[type, type[nn.Module]]] = {
     "CPCModel": (CPCModelConfig, CPCModel),
     "ImageEncoder": (ImageEncoderConfig, ImageEncoder),
 }
+
+
+def data_position(state: dict[str, Any], batch: int, segment: int) -> dict[str, int]:
+    """The training stream's position `state` records, {"batch", "segment"}; `batch` and `segment` stand in for
+    what an older checkpoint lacks (one written before `data_position` holds `data_segment` alone)."""
+    if DATA_POSITION in state:
+        return {"batch": int(state[DATA_POSITION]["batch"]), "segment": int(state[DATA_POSITION]["segment"])}
+    return {"batch": batch, "segment": int(state.get(LEGACY_DATA_SEGMENT, segment))}
 
 
 class CheckpointError(UserError, ValueError):

@@ -225,3 +225,11 @@ def test_checkpoints_load_with_the_input_normalisation_they_were_trained_with(tm
         assert torch.equal(loaded.prepare(wav), expected), name
         for a, b in zip(loaded.state_dict().values(), model.state_dict().values()):
             assert torch.equal(a, b)  # the same weights, read with the normalisation they were trained with
+
+
+def test_the_data_position_reads_from_this_layout_and_the_older_ones():
+    """`data_position` as written; `data_segment` of a checkpoint from before that key; neither: the fallbacks."""
+    assert checkpoint.data_position({"data_position": {"batch": 8, "segment": 4}}, batch=0, segment=2) == {
+        "batch": 8, "segment": 4}
+    assert checkpoint.data_position({"step": 4, "data_segment": 6}, batch=8, segment=2) == {"batch": 8, "segment": 6}
+    assert checkpoint.data_position({"step": 4}, batch=8, segment=2) == {"batch": 8, "segment": 2}

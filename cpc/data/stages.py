@@ -71,10 +71,11 @@ class StreamConfig:
         return ShardSource(resolve_shards(self.shards))
 
     def stream_args(self, train: bool, start: int, segment: int) -> dict[str, Any]:
-        """The Stream arguments these settings fix."""
+        """The Stream arguments these settings fix; a training stream starts at StreamPosition(start, segment)."""
         source = self.shards if isinstance(self.shards, ShardSource) else self.source(train)
         return dict(urls=source.urls, weights=source.weights, sources=source.sources, batch_size=self.batch_size,
-                    train=train, open_shards=self.open_shards, seed=self.seed, start=start, segment=segment)
+                    train=train, open_shards=self.open_shards, seed=self.seed,
+                    position=StreamPosition(start, segment))
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,27 @@ class ShardSource:
     shares: list[tuple[str, float]] | None = None  # (corpus spec, share) in mixture order
 
 
-def stream_position() -> tuple[int, int, int, int]:
+@dataclass(frozen=True)
+class StreamPosition:
+    """Where a training stream stands: `batch`, the global index of its next batch, and `segment`, the batches
+    per randomness segment (0: one endless segment). A stream started at a position makes exactly the batches
+    the uninterrupted stream made there; a checkpoint records the position its run resumes from."""
+
+    batch: int = 0
+    segment: int = 0
+
+    def advanced(self, batches: int) -> StreamPosition:
+        return StreamPosition(self.batch + batches, self.segment)
+
+    def pipeline(self, workers: int) -> tuple[int, int, int]:
+        """(segment start, slot, batches of that slot made before this one) of the pipeline that makes batch
+        `batch`, when `workers` readers each make every workers-th batch of a segment."""
+        segment_start = self.batch - self.batch % self.segment if self.segment else 0
+        slot = (self.batch - segment_start) % workers
+        return segment_start, slot, (self.batch - segment_start - slot) // workers
+
+
+def reader_place() -> tuple[int, int, int, int]:
     """(rank, world_size, worker, num_workers) of the calling process: torch.distributed when initialised,
     else the RANK / WORLD_SIZE variables torchrun sets, else a single process."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -104,7 +125,7 @@ _thread_slot = threading.local()  # (worker, workers) of a ThreadedBatches reade
 
 
 def pipeline_rng(seed: int, segment_start: int, slot: int) -> random.Random:
-    rank, _, _, workers = stream_position()
+    rank, _, _, workers = reader_place()
     return random.Random(f"{seed}/{rank}/{segment_start}/{slot}/{workers}")  # str seeds hash alike in every process
 
 
@@ -159,7 +180,7 @@ class SkipCounter:
 def shard_urls(urls: list[str], train: bool, rng: random.Random) -> Iterator[str]:
     """Training: an endless random draw of shards (every rank and worker streams forever, so step counts match
     on every rank whatever the shard sizes). Evaluation: each shard exactly once across ranks and workers."""
-    rank, world, worker, workers = stream_position()
+    rank, world, worker, workers = reader_place()
     if train:
         while True:
             yield rng.choice(urls)
@@ -298,13 +319,39 @@ class NoBatches(UserError):
     """A training stream that reads sample after sample and never completes a batch."""
 
 
+class BatchWatch:
+    """The 'no batch yet' watchdog of one pipeline: counts the samples read since the pipeline last completed a
+    batch and raises NoBatches past `patience`. One per pipeline, never on the Stream: reader threads iterate the
+    same Stream object, and a shared count would be grown by one thread's samples and reset by another's batches."""
+
+    def __init__(self, stream: Stream, skips: SkipCounter):
+        self.stream, self.skips, self.fruitless = stream, skips, 0
+
+    def samples(self, samples: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """`samples`, raising NoBatches once `patience` of them in a row went by without a batch."""
+        stream = self.stream
+        for sample in samples:
+            self.fruitless += 1
+            if self.fruitless > stream.patience:
+                urls = stream.urls
+                shown = ", ".join(urls[:3]) + (f" and {len(urls) - 3} more" if len(urls) > 3 else "")
+                unit = "samples" if stream.field == "wav" else stream.field
+                window = f"windows of {stream.window} {unit}" if stream.window else "batches"
+                raise NoBatches(f"{self.fruitless - 1} samples read from {shown} without one batch of "
+                                f"{stream.batch_size} {window}; skipped: {self.skips.report()}")
+            yield sample
+
+    def batch_made(self) -> None:
+        self.fruitless = 0
+
+
 class Stream(torch.utils.data.IterableDataset):
     """shards -> split -> [mix open shards] -> shuffle compressed samples -> decode -> [windows] -> shuffle or
     group -> batch.
 
     `decode(raw_sample, skips) -> item | None` turns one sample's bytes into {"key", field, "speaker", ...};
     `target_field` names the windows' second version, when a `transform` (augmentation) adds one.
-    Training streams are endless and start at batch index `start`; evaluation streams read every sample once."""
+    Training streams are endless and start at `position`; evaluation streams read every sample once."""
 
     def __init__(
         self,
@@ -321,8 +368,7 @@ class Stream(torch.utils.data.IterableDataset):
         shuffle_items: int = 1000,
         open_shards: int = 1,
         seed: int = 0,
-        start: int = 0,
-        segment: int = 0,
+        position: StreamPosition = StreamPosition(),
         weights: list[float] | None = None,
         sources: dict[str, str] | None = None,
         transform: Callable[[Iterator[dict[str, Any]], random.Random], Iterator[dict[str, Any]]] | None = None,
@@ -337,7 +383,7 @@ class Stream(torch.utils.data.IterableDataset):
         self.batch_size, self.train, self.window, self.group = batch_size, train, window, group
         self.quantum, self.label_step = quantum, label_step
         self.shuffle_samples, self.shuffle_items, self.open_shards = shuffle_samples, shuffle_items, open_shards
-        self.seed, self.start, self.segment = seed, start, segment
+        self.seed, self.position = seed, position
         # Training only: shard draw probabilities (a weighted mixture of corpora, cpc.data.mixing), and a stage on
         # the windows (augmentation) drawing from the pipeline's rng, so a resumed stream repeats it exactly.
         self.weights, self.transform = weights, transform
@@ -346,41 +392,43 @@ class Stream(torch.utils.data.IterableDataset):
         # A training stream that reads this many samples without completing a batch stops with an error instead
         # of spinning forever (every utterance shorter than a window, every sample corrupt).
         self.patience = 4 * (shuffle_samples + shuffle_items + 256 * batch_size) + 1000
-        self.silence_checked = False
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.train:
             yield from self.batches(random.Random(self.seed))
             return
-        _, _, worker, workers = stream_position()
-        index = self.start + worker  # the global batch index of this worker's next batch
+        _, _, worker, workers = reader_place()
+        # State of this iteration lives here, not on the Stream, which reader threads share.
+        here = self.position.advanced(worker)  # this reader's next batch
+        check_silence = True  # once per reader: not at every segment
         while True:
-            segment_start = index - index % self.segment if self.segment else 0
-            slot = (index - segment_start) % workers
-            done = (index - segment_start - slot) // workers  # batches of this slot made before `index`
-            pipeline = self.batches(pipeline_rng(self.seed, segment_start, slot))
+            segment_start, slot, done = here.pipeline(workers)
+            pipeline = self.batches(pipeline_rng(self.seed, segment_start, slot), check_silence)
+            check_silence = False
             for number, batch in enumerate(pipeline):
                 if number < done:
                     continue  # fast-forward to a mid-segment start: remake and drop
                 yield batch
-                index += workers
-                if self.segment and index >= segment_start + self.segment:
+                here = here.advanced(workers)
+                if here.segment and here.batch >= segment_start + here.segment:
                     break
 
-    def batches(self, rng: random.Random) -> Iterator[dict[str, Any]]:
+    def batches(self, rng: random.Random, check_silence: bool = False) -> Iterator[dict[str, Any]]:
+        """One pipeline's batches, its random draws from `rng`; `check_silence`: warn if the first training
+        windows are mostly digital silence."""
         skips = SkipCounter()
+        watch = BatchWatch(self, skips)  # this pipeline's own: see BatchWatch
         train = self.train
         urls = weighted_shard_urls(self.urls, self.weights, rng) if train and self.weights else shard_urls(
             self.urls, train, rng)
         samples = interleaved_samples(urls, self.open_shards, rng, skips) if train else raw_samples(urls, skips)
         if train:
-            samples = self.watched(shuffled(samples, rng, self.shuffle_samples), skips)
+            samples = watch.samples(shuffled(samples, rng, self.shuffle_samples))
         items = (item for item in (self.decoded(s, skips) for s in samples) if item is not None)
         if self.window is not None:
             items = cut_windows(items, self.field, self.window, self.quantum, rng if train else None, skips,
                                 self.label_step)
-            if train and not self.silence_checked:  # once per stream (a worker's copy): not at every segment
-                self.silence_checked = True
+            if train and check_silence:
                 items = silence_watch(items, self.field)
         if train and self.transform is not None:
             items = self.transform(items, rng)
@@ -397,7 +445,7 @@ class Stream(torch.utils.data.IterableDataset):
         # still ride along: batch["skipped"] = {reason: (count, first keys)}.
         held = None
         for members in batches:
-            self.fruitless = 0
+            watch.batch_made()
             batch = collate(members, self.field, self.target_field)
             if held is not None:
                 held["skipped"] = skips.drain()
@@ -413,19 +461,6 @@ class Stream(torch.utils.data.IterableDataset):
         if item is not None:
             item["source"] = self.sources.get(sample.get("__url__", ""), "") if self.sources else ""
         return item
-
-    def watched(self, samples: Iterable[dict[str, Any]], skips: SkipCounter) -> Iterator[dict[str, Any]]:
-        """`samples`, raising NoBatches once `patience` of them in a row went by without a batch."""
-        self.fruitless = 0
-        for sample in samples:
-            self.fruitless += 1
-            if self.fruitless > self.patience:
-                shown = ", ".join(self.urls[:3]) + (f" and {len(self.urls) - 3} more" if len(self.urls) > 3 else "")
-                unit = "samples" if self.field == "wav" else self.field
-                window = f"windows of {self.window} {unit}" if self.window else "batches"
-                raise NoBatches(f"{self.fruitless - 1} samples read from {shown} without one batch of "
-                                f"{self.batch_size} {window}; skipped: {skips.report()}")
-            yield sample
 
 
 WORKER_KINDS = ("processes", "threads")

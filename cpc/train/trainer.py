@@ -8,16 +8,17 @@ and random draws the uninterrupted run saw.
 
 No host-device sync per step: a step with non-finite gradients is skipped on the device (the fused optimisers
 take a `found_inf` flag), and the counts are read every `log_every` steps.
+
+What the loop carries from step to step is in cpc.train.loop; how a signal stops it, in cpc.train.stopping.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 import warnings
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -25,14 +26,16 @@ import torch
 
 from cpc import checkpoint
 from cpc.config import differences
-from cpc.data.stages import SkipCounter
-from cpc.errors import REQUEUE_EXIT_STATUS, Interrupted, Preempted, UserError
-from cpc.signals import REQUEUE_SIGNALS, stop_signals
+from cpc.data.stages import SkipCounter, StreamPosition
+from cpc.errors import UserError
+from cpc.signals import stop_signals
 from cpc.train import distributed
 from cpc.train.allocator import limit_allocator_slack
+from cpc.train.loop import LoopState, SkippedSteps, TrainReport
 from cpc.train.optim import OptimConfig, build_optimiser, build_schedule
 from cpc.train.runlock import RunLock
 from cpc.train.runlog import RunLog
+from cpc.train.stopping import StopRequest, stopped_at
 from cpc.train.validation import validate
 from cpc.version import __version__
 
@@ -87,19 +90,10 @@ def set_backends(config: TrainConfig, device: torch.device) -> None:
         torch.backends.cudnn.allow_tf32 = config.tf32
 
 
-def stopped_at(step: int, path: Path | None, requeue: bool, received: list[str]) -> Interrupted:
-    """The exception that ends a run stopped by a signal, naming the checkpoint of `step`."""
-    if not requeue:
-        return Interrupted(f"interrupted at step {step}; checkpoint {path}; continue with --resume")
-    name = next((s for s in received if s in REQUEUE_SIGNALS), "SIGTERM or SIGUSR1 to another process")
-    return Preempted(f"stopped by {name} at step {step}; checkpoint {path}; continue with --resume (exit status "
-                     f"{REQUEUE_EXIT_STATUS}: requeue)")
-
-
 class Trainer:
-    """`fit()` trains `method` (a cpc.methods.Method) on batches from `train_data(start, segment)` (batch index
-    to start at, batches per randomness segment) for config.steps optimiser steps; `val_data()` gives a loader
-    that is iterated once per validation."""
+    """`fit()` trains `method` (a cpc.methods.Method) on batches from `train_data(start, segment)` (the batch and
+    segment of the stream's StreamPosition) for config.steps optimiser steps; `val_data()` gives a loader that is
+    iterated once per validation."""
 
     def __init__(
         self,
@@ -134,92 +128,97 @@ class Trainer:
 
     def fit_steps(self, resume: bool, overwrite: bool, received: list[str]) -> dict[str, float]:
         """fit() with the stop signals' names arriving in `received`."""
-        cfg, method, accumulate, device = self.config, self.method, self.optim_config.accumulate, self.device
-        multi = distributed.active()  # DDP whenever a process group exists (also at world 1, e.g. to test it)
+        cfg, method, accumulate = self.config, self.prepare_method(), self.optim_config.accumulate
+        optimiser = build_optimiser(method.param_groups(self.optim_config.weight_decay), self.optim_config)
+        schedule = build_schedule(optimiser, cfg.steps, self.optim_config)
+        dtype = autocast_dtype(cfg.precision, self.device)
+        scaler = torch.amp.GradScaler(self.device.type, enabled=dtype == torch.float16)
+        self.scaled = scaler.is_enabled()
+        torch.manual_seed(cfg.seed + self.rank)  # distinct random draws per rank (negatives, masks)
+        state = self.starting_state(resume, overwrite)
+        if state is not None and state["step"] >= cfg.steps:  # said by choose_checkpoint
+            self.release()
+            return {}
+        loop = LoopState(0, StreamPosition(0, cfg.checkpoint_every * accumulate), SkippedSteps.on(self.device))
+        ddp = distributed.active()  # DDP whenever a process group exists (also at world 1, e.g. to test it)
+        if state is not None:
+            loop = self.restore(state, loop, optimiser, schedule, scaler)
+        model = self.wrapped(method)
+        self.runlog = RunLog(self.out, loop.step if state is not None else None) if self.rank == 0 else None
+        data = iter(self.train_data(loop.position.batch, loop.position.segment))
+        val_loader = self.val_data() if self.val_data is not None else None
+        bar = self.progress_bar(loop.step)
+        loop.since = time.perf_counter()  # the throughput counts from the first step
+        while loop.step < cfg.steps:
+            for micro in range(accumulate):
+                sync = not ddp or micro == accumulate - 1  # DDP all-reduces the gradients at the last one
+                logs = self.forward_backward(model, next(data), loop, sync, dtype, scaler)
+            loop.stepped(self.update(optimiser, scaler), batches=accumulate)
+            schedule.step()
+            method.after_optimiser_step(loop.step)
+            # Every rank must stop at the same step (a checkpoint is a collective), so a signal takes effect once
+            # the request has travelled with the logs' all-reduce: at the next logging step.
+            asked, stop = StopRequest.of(received), StopRequest()
+            if loop.step % cfg.log_every == 0 or loop.step == cfg.steps or (asked and self.world == 1):
+                report = self.gather_train_logs(loop, logs, schedule.get_last_lr()[0], asked)
+                self.log_train(loop, report)
+                stop = report.stop
+                bar.set_postfix(loss=f"{loop.logs['loss']:.3f}", **{loop.rate_name: f"{loop.logs[loop.rate_name]:.1f}"})
+            bar.update(1)
+            if val_loader is not None and cfg.validate_every and loop.step % cfg.validate_every == 0:
+                self.log(loop.step, "val", self.validate(val_loader, dtype))
+            if loop.step % cfg.checkpoint_every == 0 or loop.step == cfg.steps or stop:
+                path = self.save(loop, optimiser, schedule, scaler)
+                if stop:
+                    bar.close()
+                    self.finish()
+                    raise stopped_at(loop.step, path, requeue=stop.preempted, received=received)
+        bar.close()
+        self.finish()
+        return loop.logs
+
+    def prepare_method(self) -> torch.nn.Module:
+        """The device's backends set, the method on the device (its BatchNorms synchronised if asked)."""
+        cfg, device = self.config, self.device
         if self.rank > 0:
             warnings.simplefilter("ignore")  # every rank runs the same code: warn once, from rank 0
         set_backends(cfg, device)
         limit_allocator_slack(cfg.malloc_trim_mb)
-        if cfg.sync_batchnorm and multi:
+        if cfg.sync_batchnorm and distributed.active():
             if device.type != "cuda":
                 raise UserError("train.sync_batchnorm needs GPUs (torch's SyncBatchNorm trains on CUDA only); "
                                 "set train.sync_batchnorm=false on the CPU")
-            method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
-            self.method = method
-        method.to(device)
-        optimiser = build_optimiser(method.param_groups(self.optim_config.weight_decay), self.optim_config)
-        schedule = build_schedule(optimiser, cfg.steps, self.optim_config)
-        dtype = autocast_dtype(cfg.precision, device)
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        self.scaled = scaler.is_enabled()
-        torch.manual_seed(cfg.seed + self.rank)  # distinct random draws per rank (negatives, masks)
-        state = self.starting_state(resume, overwrite)
-        step, segment = 0, cfg.checkpoint_every * accumulate
-        if state is not None:
-            if state["step"] >= cfg.steps:  # said by choose_checkpoint
-                self.release()
-                return {}
-            step, segment = self.restore(state, optimiser, schedule, scaler)
+            self.method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.method)
+        return self.method.to(device)
+
+    def wrapped(self, method: torch.nn.Module) -> torch.nn.Module:
+        """What a step calls: the method, in DDP whenever a process group exists, its networks compiled if
+        asked."""
         model = method
-        if multi:
+        if distributed.active():
             model = torch.nn.parallel.DistributedDataParallel(
-                method, device_ids=[device] if device.type == "cuda" else None)
-        if cfg.compile:
+                method, device_ids=[self.device] if self.device.type == "cuda" else None)
+        if self.config.compile:
             # The networks are compiled, the loss runs eagerly: compiling the whole step (torch 2.14, whose
             # dynamo graph-breaks at the GRU/LSTM) returned a loss without an autograd graph. Patching forward
             # keeps state_dict keys unchanged, and DDP's reducer hooks still fire as each network's backward ends.
             for network in method.children():
                 network.forward = torch.compile(network.forward)
-        self.runlog = RunLog(self.out, step if state is not None else None) if self.rank == 0 else None
-        data = iter(self.train_data(step * accumulate, segment))
-        val_loader = self.val_data() if self.val_data is not None else None
-        bar = self.progress_bar(step)
-        last: dict[str, float] = {}
-        bad, run, worst = (torch.zeros((), device=device) for _ in range(3))
-        tick, amount, unit = time.perf_counter(), 0.0, "samples"
-        while step < cfg.steps:
-            for micro in range(accumulate):
-                batch = next(data)
-                self.skips.merge(batch.pop("skipped", {}))
-                batch = to_device(batch, device)
-                amount_now, unit = method.throughput(batch)
-                amount += amount_now
-                sync = not multi or micro == accumulate - 1
-                with (nullcontext() if sync else model.no_sync()), torch.autocast(
-                    device.type, dtype=dtype or torch.float32, enabled=dtype is not None
-                ):
-                    loss, logs = model(batch)
-                scaler.scale(loss / accumulate).backward()
-            found_inf = self.update(optimiser, scaler)
-            schedule.step()
-            step += 1
-            method.after_optimiser_step(step)
-            bad += found_inf
-            run = (run + found_inf) * found_inf  # consecutive skipped steps
-            worst = torch.maximum(worst, run)
-            # Every rank must stop at the same step (a checkpoint is a collective), so a signal takes effect once
-            # the flags (interrupted, preempted) have travelled with the logs' all-reduce: at the next logging step.
-            signalled = ("SIGINT" in received, any(s in REQUEUE_SIGNALS for s in received))
-            stop = (False, False)
-            if step % cfg.log_every == 0 or step == cfg.steps or (any(signalled) and self.world == 1):
-                elapsed, tick = time.perf_counter() - tick, time.perf_counter()
-                last, stop = self.log_train(step, logs, amount / elapsed, unit, schedule, bad, worst, signalled)
-                bar.set_postfix(loss=f"{last['loss']:.3f}", **{f"{unit}/s": f"{last[f'{unit}/s']:.1f}"})
-                amount = 0.0
-                bad.zero_()
-                worst.copy_(run)
-            bar.update(1)
-            if val_loader is not None and cfg.validate_every and step % cfg.validate_every == 0:
-                self.log(step, "val", self.validate(val_loader, dtype))
-            if step % cfg.checkpoint_every == 0 or step == cfg.steps or any(stop):
-                path = self.save(step, segment, optimiser, schedule, scaler)
-                if any(stop):
-                    bar.close()
-                    self.finish()
-                    raise stopped_at(step, path, requeue=stop[1], received=received)
-        bar.close()
-        self.finish()
-        return last
+        return model
+
+    def forward_backward(self, model, batch: dict[str, Any], loop: LoopState, sync: bool, dtype,
+                         scaler) -> dict[str, torch.Tensor]:
+        """One micro-batch: its skipped samples counted, the loss's gradient (scaled, divided by the
+        accumulation) added, DDP's all-reduce only when `sync`; -> the method's logs."""
+        self.skips.merge(batch.pop("skipped", {}))
+        batch = to_device(batch, self.device)
+        loop.count(*self.method.throughput(batch))
+        with (nullcontext() if sync else model.no_sync()), torch.autocast(
+            self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None
+        ):
+            loss, logs = model(batch)
+        scaler.scale(loss / self.optim_config.accumulate).backward()
+        return logs
 
     def update(self, optimiser, scaler) -> torch.Tensor:
         """Clip and apply the step unless a gradient is inf or NaN (on any rank: gradients are already
@@ -242,30 +241,35 @@ class Trainer:
         optimiser.zero_grad(set_to_none=True)
         return found_inf
 
-    def log_train(self, step, logs, rate, unit, schedule, bad, worst,
-                  stop: tuple[bool, bool]) -> tuple[dict[str, float], tuple[bool, bool]]:
+    def gather_train_logs(self, loop: LoopState, logs: dict[str, torch.Tensor], lr: float,
+                          stop: StopRequest) -> TrainReport:
         """The step's logs averaged over ranks, the throughput summed over ranks, the skipped-step counts and the
-        stop flags (interrupted, preempted: set if set on any rank): one collective and one read from the device.
-        Stops the run after max_bad_steps skipped steps in a row."""
+        stop request (set if set on any rank): one collective and one read from the device."""
         names = sorted(logs)
-        flags = [torch.tensor(float(flag), device=self.device) for flag in stop]
+        skipped = loop.skipped
         values = torch.stack([logs[k].detach().float() for k in names]
-                             + [torch.tensor(rate, device=self.device), bad, worst, *flags])
+                             + [torch.tensor(loop.rate(), device=self.device), skipped.since_log, skipped.longest]
+                             + [torch.tensor(float(flag), device=self.device) for flag in stop.flags()])
         total = distributed.sum_over_ranks(values.to(self.device)).tolist()
-        last = {k: v / self.world for k, v in zip(names, total)}
-        skipped, longest = round(total[-4] / self.world), round(total[-3] / self.world)
-        stop = (total[-2] > 0, total[-1] > 0)
-        last.update(lr=schedule.get_last_lr()[0], **{f"{unit}/s": total[len(names)]})
-        if skipped:
-            last["skipped_steps"] = skipped
+        means = {k: v / self.world for k, v in zip(names, total)}
+        means.update(lr=lr, **{loop.rate_name: total[len(names)]})
+        return TrainReport(means, skipped=round(total[-4] / self.world), longest=round(total[-3] / self.world),
+                           stop=StopRequest(interrupted=total[-2] > 0, preempted=total[-1] > 0))
+
+    def log_train(self, loop: LoopState, report: TrainReport) -> None:
+        """Write the report's logs and keep them as the loop's last; warn of steps skipped for non-finite
+        gradients, and raise RuntimeError once max_bad_steps of them came in a row."""
+        step, values = loop.step, dict(report.values)
+        if report.skipped:
+            values["skipped_steps"] = report.skipped
             fp16 = " (fp16: the grad scaler halves its scale after each; a few early on are normal)"
-            warnings.warn(f"{skipped} step(s) up to step {step} had non-finite gradients and were skipped "
-                          f"({longest} in a row at most){fp16 if self.scaled else ''}", RuntimeWarning)
-        if longest >= self.config.max_bad_steps:
-            raise RuntimeError(f"{longest} steps in a row with non-finite gradients by step {step}: stopping the "
-                               f"run (train.max_bad_steps = {self.config.max_bad_steps})")
-        self.log(step, "train", last)
-        return last, stop
+            warnings.warn(f"{report.skipped} step(s) up to step {step} had non-finite gradients and were skipped "
+                          f"({report.longest} in a row at most){fp16 if self.scaled else ''}", RuntimeWarning)
+        if report.longest >= self.config.max_bad_steps:
+            raise RuntimeError(f"{report.longest} steps in a row with non-finite gradients by step {step}: stopping "
+                               f"the run (train.max_bad_steps = {self.config.max_bad_steps})")
+        self.log(step, "train", values)
+        loop.logged(values)
 
     def validate(self, loader, dtype) -> dict[str, float]:
         """The method's logs over held-out batches (every sample once, weighted by sample), the training RNG
@@ -341,7 +345,7 @@ class Trainer:
         for key, old, new in changes:
             print(f"resumed with {key} {old!r} -> {new!r}")
 
-    def save(self, step: int, segment: int, optimiser, schedule, scaler) -> Path | None:
+    def save(self, loop: LoopState, optimiser, schedule, scaler) -> Path | None:
         states = distributed.gather_objects(checkpoint.rng_states(self.device))
         if self.rank != 0:
             return None
@@ -352,19 +356,20 @@ class Trainer:
             "optimiser": optimiser.state_dict(),
             "scheduler": schedule.state_dict(),
             "scaler": scaler.state_dict(),
-            "step": step,
+            "step": loop.step,
             "epoch": 0,  # step-based training; kept for the common layout
-            "data_segment": segment,  # batches per randomness segment of the training stream
+            checkpoint.DATA_POSITION: asdict(loop.position),
             "rng": states,
             "config": self.run_config,
             "version": __version__,
         }
-        path = checkpoint.save(state, self.out, step)
+        path = checkpoint.save(state, self.out, loop.step)
         self.own = checkpoint.prune(self.out, self.own + [path], self.config.keep_checkpoints)
         return path
 
-    def restore(self, state, optimiser, schedule, scaler) -> tuple[int, int]:
-        """Weights, optimiser, schedule, scaler and this rank's RNG states; -> (step, data segment)."""
+    def restore(self, state, loop: LoopState, optimiser, schedule, scaler) -> LoopState:
+        """Weights, optimiser, schedule, scaler and this rank's RNG states; -> `loop` at the checkpoint's step and
+        stream position."""
         self.method.load_state_dict(state["model"])
         optimiser.load_state_dict(state["optimiser"])
         schedule.load_state_dict(state["scheduler"])
@@ -375,8 +380,10 @@ class Trainer:
         else:
             warnings.warn(f"checkpoint has RNG states for {len(state['rng'])} ranks, this run has {self.world}: "
                           "random draws will differ from the original run", RuntimeWarning)
-        accumulate = self.optim_config.accumulate
-        return state["step"], state.get("data_segment", self.config.checkpoint_every * accumulate)
+        step = state["step"]
+        position = checkpoint.data_position(state, batch=step * self.optim_config.accumulate,
+                                            segment=loop.position.segment)
+        return replace(loop, step=step, position=StreamPosition(**position))
 
     def log(self, step: int, split: str, values: dict[str, float]) -> None:
         if self.rank == 0 and values:

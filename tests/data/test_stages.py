@@ -100,3 +100,35 @@ def test_a_reader_threads_error_reaches_the_training_loop():
     stream.patience = 50
     with pytest.raises(NoBatches, match="without one batch of 4 windows of 960000 samples"):
         next(iter(loader(stream, num_workers=2, kind="threads")))
+
+
+def test_each_reader_thread_counts_its_own_samples_without_a_batch():
+    """Reader threads iterate one Stream object; the 'no batch yet' watchdog belongs to each thread's pipeline: a
+    thread that never completes a batch stops after `patience` samples of its own, however many batches the other
+    thread makes meanwhile (a shared counter was reset by the other's batches and grown by its samples)."""
+    import threading
+    import time
+    from collections import Counter
+
+    import pytest
+
+    from cpc.data.stages import NoBatches, ThreadedBatches
+
+    stream = sample_stream(True)
+    stream.patience = 200
+    decode, decoded = stream.decode, Counter()
+
+    def starving_reader_one(sample, skips):
+        reader = threading.current_thread().name
+        decoded[reader] += 1
+        if reader == "cpc-reader-1":
+            time.sleep(0.001)  # reader 0 goes on making batches while reader 1 reads
+            return None
+        return decode(sample, skips)
+
+    stream.decode = starving_reader_one
+    batches = iter(ThreadedBatches(stream, workers=2, prefetch=500))
+    next(batches)  # reader 0's
+    with pytest.raises(NoBatches, match="^200 samples read from .* without one batch of 4 windows"):
+        next(batches)  # reader 1's
+    assert decoded["cpc-reader-1"] == 200 and decoded["cpc-reader-0"] > 0

@@ -231,3 +231,31 @@ def test_a_second_ctrl_c_stops_at_once_and_still_releases_the_folder(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Trainer(regression_method(), stream, OptimConfig(lr=1e-2), quiet(tmp_path, steps=6)).fit()
     assert not checkpoint.checkpoints(tmp_path) and not (tmp_path / "run.lock").exists()
+
+
+def test_a_checkpoint_written_before_data_position_resumes_at_its_batch_and_segment(tmp_path):
+    """A checkpoint holding the old `data_segment` key (and no `data_position`) resumes exactly: the stream restarts
+    at step x accumulate batches with the recorded segment, not the segment of the new checkpoint_every."""
+    batches = [{"wav": b["wav"][i : i + 2]} for b in global_batches(4) for i in (0, 2)]
+    accumulate = OptimConfig(lr=1e-2, accumulate=2)
+    asked = []
+
+    def stream(start, segment):
+        asked.append((start, segment))
+        return iter(batches[start:])
+
+    straight = regression_method()
+    Trainer(straight, stream, accumulate, quiet(tmp_path / "straight", steps=4, checkpoint_every=2)).fit()
+    assert checkpoint.read(tmp_path / "straight")["data_position"] == {"batch": 8, "segment": 4}
+    Trainer(regression_method(), stream, accumulate, quiet(tmp_path / "old", steps=2, checkpoint_every=2)).fit()
+    path = checkpoint.latest(tmp_path / "old")
+    state = torch.load(path, weights_only=True)
+    state["data_segment"] = state.pop("data_position")["segment"]  # the layout before the key had this name
+    torch.save(state, path)
+    resumed = regression_method()
+    asked.clear()
+    Trainer(resumed, stream, accumulate, quiet(tmp_path / "old", steps=4, checkpoint_every=1)).fit(resume=True)
+    assert asked == [(4, 4)]
+    assert checkpoint.read(tmp_path / "old")["data_position"] == {"batch": 8, "segment": 4}
+    for name, value in parameters(straight).items():
+        assert torch.equal(value, parameters(resumed)[name]), name
