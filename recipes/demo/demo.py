@@ -30,6 +30,9 @@ from cpc.recipe import load_config, pretrain  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
 SHIPPED = ROOT / "recipes" / "demo" / "cpc_shipped.pt"
+# Real recorded English (Debian's en-US voice prompts, evaluation only): `python datasets/recorded_prompts/
+# make_shards.py --out data/prompts` builds it where the voice-prompt packages install (datasets/recorded_prompts).
+ENGLISH = ROOT / "data" / "prompts" / "english"
 
 
 def abx_items(speakers: str | Path, out: Path) -> Path:
@@ -50,10 +53,19 @@ def abx_within(features, utterances, items: Path, **options) -> float:
     return scores["within-any"]
 
 
+def english_phones(dev: Path, test: Path, specs: list[tuple[str, str]]) -> list[tuple[str, float]]:
+    """(name, phone accuracy %) per featurizer spec on real English: a linear probe with +-1 frame of context
+    trained on `dev`, scored on `test`, what `cpc probe phones --train DEV --test TEST --context 1` computes."""
+    train, held_out = load_utterances(dev), load_utterances(test)
+    return [(name, 100 * frame_probe(train, held_out, featurizer(spec, "c"), 40, ProbeConfig(context=1)).accuracy)
+            for name, spec in specs]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=400, help="pretraining steps for the demo model (0: skip)")
     parser.add_argument("--out", default="runs/demo")
+    parser.add_argument("--no-english", action="store_true", help="skip the real-English rows (a few minutes)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -93,6 +105,17 @@ def main() -> None:
     print(f"\nlinear probes, phones with +-1 frame of context, 40 classes (chance 2.5 %), 11 speakers (chance 9.1 %);"
           "\nABX error %: phone items of the test split, within speaker, any context (chance 50, lower is better);"
           f"\nconfusion matrices: {out}/confusion_*.png; numbers: {out}/results.json")
+    if args.no_english:
+        return
+    if not (ENGLISH / "dev").is_dir() or not SHIPPED.exists():
+        print(f"\nreal recorded English: not built here ({ENGLISH}); build it with `python "
+              "datasets/recorded_prompts/make_shards.py --out data/prompts`, then run this again")
+        return
+    print("\n3. real recorded English (the en-US voice prompts: probe trained on dev, scored on test)", flush=True)
+    specs = [("CPC 128-ch, shipped checkpoint", str(SHIPPED)), ("MFCC (39)", "mfcc"), ("log-mel (80)", "logmel")]
+    english = english_phones(ENGLISH / "dev", ENGLISH / "test", specs)
+    print("\n| features (context c for CPC)         | English phone % |\n|---|---|")
+    print("\n".join(f"| {name:<36} | {accuracy:5.1f} |" for name, accuracy in english))
 
 
 if __name__ == "__main__":

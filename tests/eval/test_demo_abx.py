@@ -46,3 +46,17 @@ def test_demo_abx_column_is_what_cpc_abx_prints(demo, tmp_path, capsys):
               "--context-mode", "any", "--max-size-group", "4", "--json", "--quiet", "--device", "cpu"])
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed == {"within-any": ours} and 0 <= ours < 50, spec
+
+
+def test_the_demos_english_rows_are_what_cpc_probe_phones_prints(tmp_path):
+    """The real-English rows use the protocol of the published figures: `cpc probe phones --context 1`, probe
+    trained on one split and scored on the other (here the sample's splits stand in for the prompts')."""
+    spec = importlib.util.spec_from_file_location("demo", ROOT / "recipes" / "demo" / "demo.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    [(name, accuracy)] = demo.english_phones(SAMPLE / "train", SAMPLE / "test", [("MFCC (39)", "mfcc")])
+    assert main(["probe", "phones", "--train", str(SAMPLE / "train"), "--test", str(SAMPLE / "test"),
+                 "--context", "1", "--features", "mfcc", "--out", str(tmp_path / "probe")]) in (0, None)
+    reported = json.loads((tmp_path / "probe" / "phones.json").read_text())
+    assert name == "MFCC (39)" and 40 < accuracy < 100
+    assert accuracy == pytest.approx(100 * reported["results"]["mfcc"]["accuracy"], abs=1e-9)
