@@ -40,11 +40,13 @@ from cpc.train.validation import validate
 from cpc.version import __version__
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-# Settings a resumed run may change: they do not alter what the run computes step by step.
+# Settings a resumed run may change: they do not alter what the run computes step by step (a resumed run starts
+# from its own checkpoint, so train.init_from no longer matters).
 RESUMABLE_CHANGES = ("train.steps", "train.out", "train.log_every", "train.checkpoint_every", "train.keep_checkpoints",
                      "train.validate_every", "train.validation_batches", "train.progress", "train.compile",
                      "train.precision", "train.device", "train.malloc_trim_mb", "train.dist_timeout_minutes",
-                     "train.cudnn_benchmark", "train.tf32", "data.prefetch", "data.workers", "val_shards")
+                     "train.cudnn_benchmark", "train.tf32", "train.init_from", "data.prefetch", "data.workers",
+                     "val_shards")
 
 
 @dataclass
@@ -67,6 +69,10 @@ class TrainConfig:
     tf32: bool = True  # float32 matmuls and convolutions on TF32 tensor cores (Ampere and later)
     dist_timeout_minutes: float = 30.0  # how long a collective waits (a checkpoint write must fit)
     malloc_trim_mb: float = 0.0  # >0: glibc returns freed memory above this many MB (-0.1 GB peak, -25 % speed)
+    # A checkpoint (file, run folder or exported .pt) whose weights start a fresh run of the same architecture:
+    # fine-tuning on other data or with other settings. The optimiser, schedule, step and data stream start anew;
+    # a resumed run continues from its own checkpoint instead.
+    init_from: str = ""
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -81,6 +87,15 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def weight_mismatches(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:
+    """What keeps `given` from loading into a module whose state dict is `own`, one phrase per key."""
+    missing = [f"{key} not in the checkpoint" for key in own if key not in given]
+    unexpected = [f"{key} not in this model" for key in given if key not in own]
+    shapes = [f"{key} {tuple(given[key].shape)} where this model has {tuple(value.shape)}"
+              for key, value in own.items() if key in given and given[key].shape != value.shape]
+    return missing + unexpected + shapes
 
 
 def set_backends(config: TrainConfig, device: torch.device) -> None:
@@ -143,6 +158,8 @@ class Trainer:
         ddp = distributed.active()  # DDP whenever a process group exists (also at world 1, e.g. to test it)
         if state is not None:
             loop = self.restore(state, loop, optimiser, schedule, scaler)
+        elif cfg.init_from:
+            self.initialise_from(cfg.init_from)
         model = self.wrapped(method)
         self.runlog = RunLog(self.out, loop.step if state is not None else None) if self.rank == 0 else None
         data = iter(self.train_data(loop.position.batch, loop.position.segment))
@@ -301,6 +318,28 @@ class Trainer:
         if error is not None:
             raise UserError(error)
         return state
+
+    def initialise_from(self, source: str) -> None:
+        """Load the weights of checkpoint `source` (read by rank 0 and sent to every rank, like a resumed state)."""
+        weights, error = None, None
+        if self.rank == 0:
+            try:
+                state = checkpoint.read(source)
+                weights = state["model"]
+                mismatched = weight_mismatches(self.method.state_dict(), weights)
+                if mismatched:
+                    error = (f"train.init_from {source}: its weights do not fit this model ({len(mismatched)} "
+                             f"differ, e.g. {mismatched[0]}): start from a checkpoint of the same architecture "
+                             "(the same cpc.model settings), or drop train.init_from")
+                else:
+                    print(f"initialised from {checkpoint.resolve(source)} (step {state.get('step', '?')}); "
+                          "optimiser, schedule and data start anew")
+            except UserError as caught:
+                error = f"train.init_from: {caught}"
+        weights, error = distributed.broadcast_object((None if error else weights, error))
+        if error is not None:
+            raise UserError(error)
+        self.method.load_state_dict(weights)
 
     def choose_checkpoint(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         self.lock.acquire()  # before anything is read or deleted here

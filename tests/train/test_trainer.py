@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 import cpc
 from cpc import checkpoint
-from cpc.errors import Interrupted, Preempted
+from cpc.errors import Interrupted, Preempted, UserError
 from cpc.train.optim import OptimConfig
 from cpc.train.trainer import TrainConfig, Trainer
 
@@ -259,3 +259,29 @@ def test_a_checkpoint_written_before_data_position_resumes_at_its_batch_and_segm
     assert checkpoint.read(tmp_path / "old")["data_position"] == {"batch": 8, "segment": 4}
     for name, value in parameters(straight).items():
         assert torch.equal(value, parameters(resumed)[name]), name
+
+
+def test_init_from_starts_a_fresh_run_from_another_runs_weights(tmp_path):
+    fit(regression_method(), global_batches(3), tmp_path / "first", steps=3)
+    batches = global_batches(5)[3:]
+    by_hand = regression_method(seed=1)
+    by_hand.load_state_dict(checkpoint.read(tmp_path / "first")["model"])
+    fit(by_hand, batches, tmp_path / "by_hand", steps=2)
+    started = regression_method(seed=1)
+    fit(started, batches, tmp_path / "started", steps=2, init_from=str(tmp_path / "first"))
+    assert checkpoint.read(tmp_path / "started")["step"] == 2  # a fresh step count, not 3 + 2
+    for name, value in parameters(by_hand).items():
+        assert torch.equal(value, parameters(started)[name]), name
+
+
+def test_init_from_a_checkpoint_of_another_architecture_names_what_differs(tmp_path):
+    fit(regression_method(), global_batches(1), tmp_path / "first", steps=1)
+    wider = regression_method()
+    wider.model.predictor = torch.nn.Linear(3, 3)  # a module the checkpoint does not have
+    expected = (f"train.init_from {tmp_path / 'first'}: its weights do not fit this model (2 differ, e.g. "
+                "model.predictor.weight not in the checkpoint): start from a checkpoint of the same architecture "
+                "(the same cpc.model settings), or drop train.init_from")
+    with pytest.raises(UserError) as refused:
+        fit(wider, global_batches(1), tmp_path / "second", steps=1, init_from=str(tmp_path / "first"))
+    assert str(refused.value) == expected
+    assert checkpoint.latest(tmp_path / "second") is None
