@@ -12,6 +12,7 @@ CPU=${CPU:-0}
 RESULTS=${RESULTS:-runs/bench/results.jsonl}
 MIX='data.mix=[data/synth_pretrain/train=1,data/prompts/pretrain/train=1]'
 GAMES='data.mix=[data/synth_pretrain/train=1,data/prompts/pretrain/train=1,data/amazon_queen/train=1,data/steel_sky/train=1]'
+REAL='data.mix=[data/prompts/pretrain/train=1,data/amazon_queen/train=1,data/steel_sky/train=1]'
 PYTHON=${PYTHON:-.venv/bin/python}
 EVERY="--set train.checkpoint_every=750 --set train.keep_checkpoints=4"
 learn() { taskset -c "$CPU" "$PYTHON" tools/bench_learning.py run recipes/ablations/base.yaml --cpu "$CPU" \
@@ -44,6 +45,15 @@ row() {
           --set cpc.model.predictor.steps=8 --layers c z c+mfcc ;;
     r9) bench --name "r2 + augmentation of the past (pitch, noise, reverberation)" --set "$MIX" \
           --set cpc.infonce.policy=same_sequence --set data.augment.past=true --layers c z c+mfcc ;;
+    r7b) bench --name "r2 + log-mel L1 regression at weight 0.1" --set "$MIX" \
+          --set cpc.infonce.policy=same_sequence --set cpc.model.regression_target=logmel \
+          --set cpc.regression_loss=l1 --set cpc.regression_weight=0.1 --layers c z c+mfcc ;;
+    r10) bench --name "r2 with same_speaker negatives" --set "$MIX" --set cpc.infonce.policy=same_speaker \
+          --layers c z c+mfcc ;;
+    r11) bench --name "r2 + learning rate 1e-3" --set "$MIX" --set cpc.infonce.policy=same_sequence \
+          --set optim.lr=1.0e-3 --layers c z c+mfcc ;;
+    r12) bench --name "real recordings only: prompts + 2 games 1:1:1, same_sequence" --set "$REAL" \
+          --set cpc.infonce.policy=same_sequence --layers c z c+mfcc ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }

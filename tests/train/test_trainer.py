@@ -44,23 +44,28 @@ def test_gradient_accumulation_equals_the_whole_batch(tmp_path):
         assert torch.allclose(value, parameters(accumulated)[name], atol=1e-6), name
 
 
-def ddp_worker(rank, world, port, out, results):
+def ddp_worker(rank, world, port, out, results, init_from=""):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
                       LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    method = regression_method()
+    method = regression_method(seed=rank if init_from else 0)  # from a checkpoint, the ranks start apart
     shards = [{"wav": b["wav"][rank::world]} for b in global_batches(3)]  # each rank holds half of every batch
-    fit(method, shards, out, steps=3)
+    fit(method, shards, out, steps=3, init_from=init_from)
     if rank == 0:
         results["params"] = parameters(method)
 
 
-def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path):
+@pytest.mark.parametrize("start", ["fresh", "init_from"])
+def test_two_process_ddp_equals_one_process_with_the_same_global_batch(tmp_path, start):
+    init_from = ""
+    if start == "init_from":  # only rank 0 reads the file; every rank must train from its weights
+        fit(regression_method(seed=5), global_batches(1), tmp_path / "first", steps=1)
+        init_from = str(tmp_path / "first")
     single = regression_method()
-    fit(single, global_batches(3), tmp_path / "single", steps=3)
+    fit(single, global_batches(3), tmp_path / "single", steps=3, init_from=init_from)
     results = mp.Manager().dict()
     port = 29500 + os.getpid() % 1000
-    mp.spawn(ddp_worker, args=(2, port, str(tmp_path / "ddp"), results), nprocs=2, join=True)
+    mp.spawn(ddp_worker, args=(2, port, str(tmp_path / "ddp"), results, init_from), nprocs=2, join=True)
     for name, value in parameters(single).items():  # gloo sums in another order: float tolerance
         assert torch.allclose(value, results["params"][name], atol=1e-5), name
     assert [p.name for p in checkpoint.checkpoints(tmp_path / "ddp")] == ["step-00000003.pt"]  # rank 0 only
