@@ -90,12 +90,17 @@ def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def weight_mismatches(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:
-    """What keeps `given` from loading into a module whose state dict is `own`, one phrase per key."""
-    missing = [f"{key} not in the checkpoint" for key in own if key not in given]
+    """What keeps `given` from loading into a module whose state dict is `own`, one phrase per key. Keys of `own`
+    that `given` lacks are not among them: those are new modules (a head added for fine-tuning)."""
     unexpected = [f"{key} not in this model" for key in given if key not in own]
     shapes = [f"{key} {tuple(given[key].shape)} where this model has {tuple(value.shape)}"
               for key, value in own.items() if key in given and given[key].shape != value.shape]
-    return missing + unexpected + shapes
+    return unexpected + shapes
+
+
+def new_modules(own: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:
+    """The modules (first two name parts, e.g. model.regressor) whose weights `given` does not have."""
+    return sorted({".".join(key.split(".")[:2]) for key in own if key not in given})
 
 
 def set_backends(config: TrainConfig, device: torch.device) -> None:
@@ -330,16 +335,18 @@ class Trainer:
                 if mismatched:
                     error = (f"train.init_from {source}: its weights do not fit this model ({len(mismatched)} "
                              f"differ, e.g. {mismatched[0]}): start from a checkpoint of the same architecture "
-                             "(the same cpc.model settings), or drop train.init_from")
+                             "(the same cpc.model settings, or fewer heads), or drop train.init_from")
                 else:
+                    fresh = new_modules(self.method.state_dict(), weights)
                     print(f"initialised from {checkpoint.resolve(source)} (step {state.get('step', '?')}); "
-                          "optimiser, schedule and data start anew")
+                          "optimiser, schedule and data start anew"
+                          + (f"; new, from their initialisation: {', '.join(fresh)}" if fresh else ""))
             except UserError as caught:
                 error = f"train.init_from: {caught}"
         weights, error = distributed.broadcast_object((None if error else weights, error))
         if error is not None:
             raise UserError(error)
-        self.method.load_state_dict(weights)
+        self.method.load_state_dict(weights, strict=False)  # checked above: only new modules keep their init
 
     def choose_checkpoint(self, resume: bool, overwrite: bool) -> dict[str, Any] | None:
         self.lock.acquire()  # before anything is read or deleted here

@@ -281,12 +281,36 @@ def test_init_from_starts_a_fresh_run_from_another_runs_weights(tmp_path):
 
 def test_init_from_a_checkpoint_of_another_architecture_names_what_differs(tmp_path):
     fit(regression_method(), global_batches(1), tmp_path / "first", steps=1)
-    wider = regression_method()
-    wider.model.predictor = torch.nn.Linear(3, 3)  # a module the checkpoint does not have
+    narrower = regression_method()
+    del narrower.model.regressor  # the checkpoint holds a head this model does not have
+    narrower.model.regressor = None
     expected = (f"train.init_from {tmp_path / 'first'}: its weights do not fit this model (2 differ, e.g. "
-                "model.predictor.weight not in the checkpoint): start from a checkpoint of the same architecture "
-                "(the same cpc.model settings), or drop train.init_from")
+                "model.regressor.project.weight not in this model): start from a checkpoint of the same architecture "
+                "(the same cpc.model settings, or fewer heads), or drop train.init_from")
     with pytest.raises(UserError) as refused:
-        fit(wider, global_batches(1), tmp_path / "second", steps=1, init_from=str(tmp_path / "first"))
+        fit(narrower, global_batches(1), tmp_path / "second", steps=1, init_from=str(tmp_path / "first"))
     assert str(refused.value) == expected
     assert checkpoint.latest(tmp_path / "second") is None
+
+
+def test_init_from_loads_what_the_checkpoint_has_and_a_new_head_keeps_its_initialisation(tmp_path, capsys):
+    fit(regression_method(), global_batches(1), tmp_path / "first", steps=1)
+    saved = checkpoint.read(tmp_path / "first")["model"]
+
+    def headed():
+        method = regression_method(seed=1)
+        method.model.extra = torch.nn.Linear(2, 2)  # a module added for the new run (the loss leaves it alone)
+        return method
+
+    by_hand, started = headed(), headed()
+    initial = parameters(started)["model.extra.weight"]
+    assert by_hand.load_state_dict(saved, strict=False).missing_keys == ["model.extra.weight", "model.extra.bias"]
+    fit(by_hand, global_batches(3)[1:], tmp_path / "by_hand", steps=2)
+    capsys.readouterr()
+    fit(started, global_batches(3)[1:], tmp_path / "started", steps=2, init_from=str(tmp_path / "first"))
+    assert capsys.readouterr().out.startswith(
+        f"initialised from {tmp_path / 'first' / 'step-00000001.pt'} (step 1); optimiser, schedule and data start "
+        "anew; new, from their initialisation: model.extra\n")
+    for name, value in parameters(by_hand).items():
+        assert torch.equal(value, parameters(started)[name]), name
+    assert torch.equal(started.model.extra.weight, initial)
