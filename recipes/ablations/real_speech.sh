@@ -13,6 +13,7 @@ RESULTS=${RESULTS:-runs/bench/results.jsonl}
 MIX='data.mix=[data/synth_pretrain/train=1,data/prompts/pretrain/train=1]'
 GAMES='data.mix=[data/synth_pretrain/train=1,data/prompts/pretrain/train=1,data/amazon_queen/train=1,data/steel_sky/train=1]'
 REAL='data.mix=[data/prompts/pretrain/train=1,data/amazon_queen/train=1,data/steel_sky/train=1]'
+R2_3000=${R2_3000:-runs/shipped_cpc/step-00003000.pt}  # step 3,000 of recipes/demo/cpc_shipped.yaml's run
 PYTHON=${PYTHON:-.venv/bin/python}
 EVERY="--set train.checkpoint_every=750 --set train.keep_checkpoints=4"
 learn() { taskset -c "$CPU" "$PYTHON" tools/bench_learning.py run recipes/ablations/base.yaml --cpu "$CPU" \
@@ -54,6 +55,17 @@ row() {
           --set optim.lr=1.0e-3 --layers c z c+mfcc ;;
     r12) bench --name "real recordings only: prompts + 2 games 1:1:1, same_sequence" --set "$REAL" \
           --set cpc.infonce.policy=same_sequence --layers c z c+mfcc ;;
+    # From r2's step-3,000 checkpoint (past chance), 3,000 more steps: r9b augments the past, r7c adds the regression
+    # head, r2c is their control.
+    r2c) bench --name "r2 continued from its step 3,000 (control of r9b)" --set "$MIX" \
+          --set cpc.infonce.policy=same_sequence --set train.init_from=$R2_3000 --layers c z c+mfcc ;;
+    r9b) bench --name "r2 continued from its step 3,000 + past augmentation" --set "$MIX" \
+          --set cpc.infonce.policy=same_sequence --set train.init_from=$R2_3000 --set data.augment.past=true \
+          --layers c z c+mfcc ;;
+    r7c) bench --name "r2 continued from its step 3,000 + log-mel L1 regression (weight 0.1, a new head)" \
+          --set "$MIX" --set cpc.infonce.policy=same_sequence --set train.init_from=$R2_3000 \
+          --set cpc.model.regression_target=logmel --set cpc.regression_loss=l1 --set cpc.regression_weight=0.1 \
+          --layers c z c+mfcc ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }

@@ -26,6 +26,7 @@ from cpc.eval.featurize import featurizer  # noqa: E402
 from cpc.eval.plots import plot_confusion  # noqa: E402
 from cpc.eval.probes import ProbeConfig, class_probe, frame_probe  # noqa: E402
 from cpc.eval.sources import ExtractedFeatures  # noqa: E402
+from cpc.checkpoint import load as load_model  # noqa: E402
 from cpc.recipe import load_config, pretrain  # noqa: E402
 
 SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
@@ -53,12 +54,22 @@ def abx_within(features, utterances, items: Path, **options) -> float:
     return scores["within-any"]
 
 
-def english_phones(dev: Path, test: Path, specs: list[tuple[str, str]]) -> list[tuple[str, float]]:
-    """(name, phone accuracy %) per featurizer spec on real English: a linear probe with +-1 frame of context
-    trained on `dev`, scored on `test`, what `cpc probe phones --train DEV --test TEST --context 1` computes."""
+def shipped_rows() -> list[tuple[str, str, str]]:
+    """(name, featurizer spec, layer) of the shipped checkpoint: its context c, and both directions' context
+    (c_bidir, offline) when it was trained with a reverse g_ar."""
+    rows = [("CPC 128-ch, shipped checkpoint", str(SHIPPED), "c")]
+    if load_model(SHIPPED).config.bidirectional:
+        rows.append(("CPC 128-ch, shipped, c_bidir", str(SHIPPED), "c_bidir"))
+    return rows
+
+
+def english_phones(dev: Path, test: Path, specs: list[tuple[str, str, str]]) -> list[tuple[str, float]]:
+    """(name, phone accuracy %) per (name, featurizer spec, layer) on real English: a linear probe with +-1 frame
+    of context trained on `dev`, scored on `test`, what `cpc probe phones --train DEV --test TEST --context 1
+    --layer LAYER` computes."""
     train, held_out = load_utterances(dev), load_utterances(test)
-    return [(name, 100 * frame_probe(train, held_out, featurizer(spec, "c"), 40, ProbeConfig(context=1)).accuracy)
-            for name, spec in specs]
+    return [(name, 100 * frame_probe(train, held_out, featurizer(spec, layer), 40, ProbeConfig(context=1)).accuracy)
+            for name, spec, layer in specs]
 
 
 def main() -> None:
@@ -77,30 +88,31 @@ def main() -> None:
                               f"data.shards={SAMPLE / 'train'}", f"val_shards={SAMPLE / 'test'}"])
         print(f"1. pretraining the small CPC for {args.steps} steps on {SAMPLE / 'train'}")
         pretrain(config, overwrite=True)  # the demo's own folder: every `make demo` starts it afresh
-        rows.append((f"CPC small, {args.steps} steps (this run)", str(out / "cpc")))
+        rows.append((f"CPC small, {args.steps} steps (this run)", str(out / "cpc"), "c"))
     if SHIPPED.exists():
-        rows.append(("CPC 128-ch, shipped checkpoint", str(SHIPPED)))
-        rows.append(("random init, shipped architecture", f"random:{SHIPPED}"))
-    rows += [("random init, small architecture", "random:small"), ("MFCC (39)", "mfcc"), ("log-mel (80)", "logmel")]
+        rows += shipped_rows()
+        rows.append(("random init, shipped architecture", f"random:{SHIPPED}", "c"))
+    rows += [("random init, small architecture", "random:small", "c"), ("MFCC (39)", "mfcc", "c"),
+             ("log-mel (80)", "logmel", "c")]
     print("2. probes on held-out sentences (train split for the probe, its tenth for choosing the epoch)")
     train, test = load_utterances(SAMPLE / "train"), load_utterances(SAMPLE / "test")
     items = abx_items(SAMPLE / "test", out / "test_phone.item")
     phones = ProbeConfig(context=1, epochs=30)
     speakers = ProbeConfig(epochs=200, batch_size=16, lr=1e-2)
     table, results = [], {}
-    for name, spec in rows:
-        features = featurizer(spec, "c")
+    for name, spec, layer in rows:
+        features = featurizer(spec, layer)
         phone = frame_probe(train, test, features, 40, phones)
         speaker = class_probe(train, test, features, lambda u: u.speaker, speakers)
         slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
         plot_confusion(phone.confusion, out / f"confusion_{slug}.png", f"phones: {name}")
         abx = abx_within(features, test, items)
         results[name] = {"phone_accuracy": phone.accuracy, "speaker_accuracy": speaker.accuracy, "abx_within": abx}
-        table.append(f"| {name:<36} | {100 * phone.accuracy:5.1f} | {100 * speaker.accuracy:5.1f} | {abx:5.2f} |")
+        table.append(f"| {name:<38} | {100 * phone.accuracy:5.1f} | {100 * speaker.accuracy:5.1f} | {abx:5.2f} |")
         print(f"   {name}: phones {100 * phone.accuracy:.1f} %, speakers {100 * speaker.accuracy:.1f} %, "
               f"ABX {abx:.2f} %", flush=True)  # progress; the table comes once, at the end
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print("\n| features (context c for CPC)         | phone % | speaker % | ABX within % |\n|---|---|---|---|")
+    print("\n| features (CPC: context c unless named) | phone % | speaker % | ABX within % |\n|---|---|---|---|")
     print("\n".join(table))
     print(f"\nlinear probes, phones with +-1 frame of context, 40 classes (chance 2.5 %), 11 speakers (chance 9.1 %);"
           "\nABX error %: phone items of the test split, within speaker, any context (chance 50, lower is better);"
@@ -112,10 +124,10 @@ def main() -> None:
               "datasets/recorded_prompts/make_shards.py --out data/prompts`, then run this again")
         return
     print("\n3. real recorded English (the en-US voice prompts: probe trained on dev, scored on test)", flush=True)
-    specs = [("CPC 128-ch, shipped checkpoint", str(SHIPPED)), ("MFCC (39)", "mfcc"), ("log-mel (80)", "logmel")]
+    specs = shipped_rows() + [("MFCC (39)", "mfcc", "c"), ("log-mel (80)", "logmel", "c")]
     english = english_phones(ENGLISH / "dev", ENGLISH / "test", specs)
-    print("\n| features (context c for CPC)         | English phone % |\n|---|---|")
-    print("\n".join(f"| {name:<36} | {accuracy:5.1f} |" for name, accuracy in english))
+    print("\n| features (CPC: context c unless named) | English phone % |\n|---|---|")
+    print("\n".join(f"| {name:<38} | {accuracy:5.1f} |" for name, accuracy in english))
 
 
 if __name__ == "__main__":

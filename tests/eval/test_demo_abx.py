@@ -54,7 +54,7 @@ def test_the_demos_english_rows_are_what_cpc_probe_phones_prints(tmp_path):
     spec = importlib.util.spec_from_file_location("demo", ROOT / "recipes" / "demo" / "demo.py")
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
-    [(name, accuracy)] = demo.english_phones(SAMPLE / "train", SAMPLE / "test", [("MFCC (39)", "mfcc")])
+    [(name, accuracy)] = demo.english_phones(SAMPLE / "train", SAMPLE / "test", [("MFCC (39)", "mfcc", "c")])
     assert main(["probe", "phones", "--train", str(SAMPLE / "train"), "--test", str(SAMPLE / "test"),
                  "--context", "1", "--features", "mfcc", "--out", str(tmp_path / "probe")]) in (0, None)
     reported = json.loads((tmp_path / "probe" / "phones.json").read_text())
