@@ -15,13 +15,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "datasets" / "synthetic_speech" / "sample"
 
 
-def tiny_checkpoint(path):
+def tiny_checkpoint(path, **changes):
+    import dataclasses
+
     import torch
 
     from cpc.checkpoint import model_record
-    from cpc.models.cpc import cpc_small
+    from cpc.models.cpc import CPCModel, cpc_small
 
     model = cpc_small()
+    if changes:
+        model = CPCModel(dataclasses.replace(model.config, **changes))
     torch.save({"model": {f"model.{k}": v for k, v in model.state_dict().items()},
                 "model_config": model_record(model, "model.")}, path)
     return path
@@ -60,3 +64,14 @@ def test_the_demos_english_rows_are_what_cpc_probe_phones_prints(tmp_path):
     reported = json.loads((tmp_path / "probe" / "phones.json").read_text())
     assert name == "MFCC (39)" and 40 < accuracy < 100
     assert accuracy == pytest.approx(100 * reported["results"]["mfcc"]["accuracy"], abs=1e-9)
+
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_the_demo_names_a_c_bidir_row_for_a_bidirectional_shipped_checkpoint(demo, tmp_path, monkeypatch,
+                                                                            bidirectional):
+    shipped = tiny_checkpoint(tmp_path / "shipped.pt", bidirectional=bidirectional)
+    monkeypatch.setattr(demo, "SHIPPED", shipped)
+    expected = [("CPC 128-ch, shipped checkpoint", str(shipped), "c")]
+    if bidirectional:
+        expected.append(("CPC 128-ch, shipped, c_bidir", str(shipped), "c_bidir"))
+    assert demo.shipped_rows() == expected
