@@ -66,6 +66,8 @@ row() {
           --set "$MIX" --set cpc.infonce.policy=same_sequence --set train.init_from=$R2_3000 \
           --set cpc.model.regression_target=logmel --set cpc.regression_loss=l1 --set cpc.regression_weight=0.1 \
           --layers c z c+mfcc ;;
+    r13) bench --name "r2 + a wider g_ar (GRU 512)" --set "$MIX" --set cpc.infonce.policy=same_sequence \
+          --set cpc.model.ar.dim=512 --layers c z c+mfcc ;;
     *) echo "unknown row $1" >&2; exit 2 ;;
   esac
 }
